@@ -12,7 +12,7 @@ namespace tapwire {
 /// Contact values than the parser keeps).
 template <class T, std::size_t N>
 class BoundedList {
-public:
+  public:
     static constexpr std::size_t capacity = N;
 
     /// Appends v; returns false (and still counts it) when the list is full.
@@ -38,7 +38,7 @@ public:
     constexpr T* begin() noexcept { return items_.data(); }
     constexpr T* end() noexcept { return items_.data() + size_; }
 
-private:
+  private:
     std::array<T, N> items_{};
     std::uint32_t size_ = 0;
     std::uint32_t seen_ = 0;

@@ -28,7 +28,9 @@ IpAddress IpAddress::v4(std::uint32_t host_order) noexcept {
     return v4(wire);
 }
 
-std::uint32_t IpAddress::v4_host_order() const noexcept { return load_be32(bytes.data()); }
+std::uint32_t IpAddress::v4_host_order() const noexcept {
+    return load_be32(bytes.data());
+}
 
 namespace {
 

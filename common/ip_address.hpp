@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <compare>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -34,7 +35,7 @@ struct IpAddress {
 
     std::string to_string() const;
 
-    friend bool operator==(const IpAddress&, const IpAddress&) = default;
+    friend auto operator<=>(const IpAddress&, const IpAddress&) = default;
 };
 
 }  // namespace tapwire

@@ -13,29 +13,29 @@ namespace tapwire {
 
 /// Why a frame could not be parsed. One list, so counters and telemetry names come from
 /// the same place as the enum (X-macro: X(Enumerator, "counter_name")).
-#define TAPWIRE_PACKET_ERRORS(X)                               \
-    X(Ok, "ok")                                                \
-    X(EthernetTruncated, "ethernet_truncated")                 \
-    X(VlanTruncated, "vlan_truncated")                         \
-    X(TooManyVlanTags, "too_many_vlan_tags")                   \
-    X(Ipv4Truncated, "ipv4_truncated")                         \
-    X(Ipv4BadVersion, "ipv4_bad_version")                      \
-    X(Ipv4BadHeaderLength, "ipv4_bad_header_length")           \
-    X(Ipv4BadTotalLength, "ipv4_bad_total_length")             \
-    X(Ipv4BadOptions, "ipv4_bad_options")                      \
-    X(Ipv4BadFragment, "ipv4_bad_fragment")                    \
-    X(Ipv6Truncated, "ipv6_truncated")                         \
-    X(Ipv6BadVersion, "ipv6_bad_version")                      \
-    X(Ipv6BadPayloadLength, "ipv6_bad_payload_length")         \
-    X(Ipv6ExtensionTruncated, "ipv6_extension_truncated")      \
-    X(Ipv6TooManyExtensions, "ipv6_too_many_extensions")       \
-    X(Ipv6BadExtensionOrder, "ipv6_bad_extension_order")       \
-    X(Ipv6BadFragment, "ipv6_bad_fragment")                    \
-    X(UdpTruncated, "udp_truncated")                           \
-    X(UdpBadLength, "udp_bad_length")                          \
-    X(TcpTruncated, "tcp_truncated")                           \
-    X(TcpBadDataOffset, "tcp_bad_data_offset")                 \
-    X(TcpBadOptions, "tcp_bad_options")                        \
+#define TAPWIRE_PACKET_ERRORS(X)                          \
+    X(Ok, "ok")                                           \
+    X(EthernetTruncated, "ethernet_truncated")            \
+    X(VlanTruncated, "vlan_truncated")                    \
+    X(TooManyVlanTags, "too_many_vlan_tags")              \
+    X(Ipv4Truncated, "ipv4_truncated")                    \
+    X(Ipv4BadVersion, "ipv4_bad_version")                 \
+    X(Ipv4BadHeaderLength, "ipv4_bad_header_length")      \
+    X(Ipv4BadTotalLength, "ipv4_bad_total_length")        \
+    X(Ipv4BadOptions, "ipv4_bad_options")                 \
+    X(Ipv4BadFragment, "ipv4_bad_fragment")               \
+    X(Ipv6Truncated, "ipv6_truncated")                    \
+    X(Ipv6BadVersion, "ipv6_bad_version")                 \
+    X(Ipv6BadPayloadLength, "ipv6_bad_payload_length")    \
+    X(Ipv6ExtensionTruncated, "ipv6_extension_truncated") \
+    X(Ipv6TooManyExtensions, "ipv6_too_many_extensions")  \
+    X(Ipv6BadExtensionOrder, "ipv6_bad_extension_order")  \
+    X(Ipv6BadFragment, "ipv6_bad_fragment")               \
+    X(UdpTruncated, "udp_truncated")                      \
+    X(UdpBadLength, "udp_bad_length")                     \
+    X(TcpTruncated, "tcp_truncated")                      \
+    X(TcpBadDataOffset, "tcp_bad_data_offset")            \
+    X(TcpBadOptions, "tcp_bad_options")                   \
     X(PacketTooLarge, "packet_too_large")
 
 enum class PacketError : std::uint8_t {
@@ -100,7 +100,7 @@ struct PacketInfo {
 
     // Fragments: IPv4 flags/offset or the IPv6 Fragment header. For any fragment other
     // than the first (offset > 0) no L4 header is parsed.
-    bool is_fragment = false;          // MF set or offset > 0
+    bool is_fragment = false;  // MF set or offset > 0
     bool more_fragments = false;
     std::uint16_t fragment_offset = 0;  // in bytes
     std::uint32_t fragment_id = 0;      // IPv4 16-bit id or IPv6 32-bit id
@@ -126,10 +126,14 @@ struct PacketInfo {
 
 /// Parses an Ethernet frame (optionally 802.1Q / QinQ tagged) down to the L4 payload.
 /// Non-IP frames return Ok with ip_family None. Trailing Ethernet padding is ignored.
+/// IPv4 Total Length 0 (TSO, host-side captures) is taken as "up to the end of the frame".
+/// On error, out keeps what the layers before the failing one set; every offset + length
+/// in out lies within the span, also on error. ~6 ns for Ethernet/IPv4/UDP (packet.cpp).
 PacketError parse_frame(ByteSpan frame, PacketInfo& out) noexcept;
 
 /// Parses starting at an IPv4 or IPv6 header (the version nibble selects which), for
-/// reassembled datagrams and raw-IP captures. Offsets in out are relative to ip.
+/// reassembled datagrams and raw-IP captures. Offsets in out are relative to ip. An empty
+/// span is Ipv4Truncated, a version other than 4 or 6 Ipv4BadVersion.
 PacketError parse_ip(ByteSpan ip, PacketInfo& out) noexcept;
 
 /// The L4 payload of a parsed packet (empty when there is none).
