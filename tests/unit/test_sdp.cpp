@@ -322,3 +322,28 @@ TEST_CASE("sdp: error names", "[sdp]") {
         CHECK(std::string_view(to_string(SdpError(i))) != "unknown");
     CHECK(std::string_view(to_string(SdpError::TooManyMedia)) == "too_many_media");
 }
+
+TEST_CASE("sdp: bracketed IPv6 in o= and c= (SIPp style) is accepted", "[sdp]") {
+    // Not RFC 8866 syntax, but sent by SIPp and some SBCs (sngrep's ipv6frag capture);
+    // refusing it would lose the media of those calls.
+    const std::string body =
+        "v=0\r\n"
+        "o=user1 53655765 2353687637 IN IP6 [fd17:625c:f037:2:a00:27ff:feb9:1521]\r\n"
+        "s=-\r\n"
+        "c=IN IP6 [fd17:625c:f037:2:a00:27ff:feb9:1521]\r\n"
+        "t=0 0\r\n"
+        "m=audio 6000 RTP/AVP 0\r\n";
+    SdpSession s;
+    REQUIRE(parse_sdp(body, s) == SdpError::Ok);
+    auto expected = IpAddress::parse("fd17:625c:f037:2:a00:27ff:feb9:1521");
+    REQUIRE(expected);
+    CHECK(s.origin_address == *expected);
+    REQUIRE(s.media.size() == 1);
+    CHECK(s.media[0].address == *expected);
+    // Brackets are for IPv6 only, and must be balanced.
+    SdpSession bad;
+    CHECK(parse_sdp("v=0\r\nc=IN IP4 [192.0.2.1]\r\nm=audio 1 RTP/AVP 0\r\n", bad) ==
+          SdpError::BadConnection);
+    CHECK(parse_sdp("v=0\r\nc=IN IP6 [2001:db8::1\r\nm=audio 1 RTP/AVP 0\r\n", bad) ==
+          SdpError::BadConnection);
+}
