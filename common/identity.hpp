@@ -9,11 +9,11 @@
 
 namespace tapwire {
 
-#define TAPWIRE_IDENTITY_ERRORS(X)               \
-    X(Ok, "ok")                                  \
-    X(Empty, "empty")                            \
-    X(UnsupportedScheme, "unsupported_scheme")   \
-    X(BadUri, "bad_uri")                         \
+#define TAPWIRE_IDENTITY_ERRORS(X)                \
+    X(Ok, "ok")                                   \
+    X(Empty, "empty")                             \
+    X(UnsupportedScheme, "unsupported_scheme")    \
+    X(BadUri, "bad_uri")                          \
     X(BadPercentEncoding, "bad_percent_encoding") \
     X(BadTelephoneNumber, "bad_telephone_number") \
     X(TooLong, "too_long")

@@ -10,16 +10,16 @@
 
 namespace tapwire {
 
-#define TAPWIRE_SDP_ERRORS(X)                        \
-    X(Ok, "ok")                                      \
-    X(Empty, "empty")                                \
-    X(BadVersion, "bad_version")                     \
-    X(BadLine, "bad_line")                           \
-    X(BadOrigin, "bad_origin")                       \
-    X(BadConnection, "bad_connection")               \
-    X(BadMedia, "bad_media")                         \
-    X(BadRtcpAttribute, "bad_rtcp_attribute")        \
-    X(TooManyMedia, "too_many_media")                \
+#define TAPWIRE_SDP_ERRORS(X)                 \
+    X(Ok, "ok")                               \
+    X(Empty, "empty")                         \
+    X(BadVersion, "bad_version")              \
+    X(BadLine, "bad_line")                    \
+    X(BadOrigin, "bad_origin")                \
+    X(BadConnection, "bad_connection")        \
+    X(BadMedia, "bad_media")                  \
+    X(BadRtcpAttribute, "bad_rtcp_attribute") \
+    X(TooManyMedia, "too_many_media")         \
     X(MissingConnection, "missing_connection")
 
 enum class SdpError : std::uint8_t {
@@ -39,9 +39,9 @@ const char* to_string(SdpDirection d) noexcept;
 
 /// One m= section with its effective connection address (media c= or else session c=).
 struct SdpMedia {
-    std::string_view media;  // "audio", "video", "image", ...
-    std::string_view proto;  // "RTP/AVP", "RTP/SAVP", "udptl", ...
-    std::uint16_t port = 0;  // 0: stream disabled or rejected (RFC 3264 section 5.1)
+    std::string_view media;        // "audio", "video", "image", ...
+    std::string_view proto;        // "RTP/AVP", "RTP/SAVP", "udptl", ...
+    std::uint16_t port = 0;        // 0: stream disabled or rejected (RFC 3264 section 5.1)
     std::uint16_t port_count = 1;  // m=audio 49170/2 gives 2
     IpAddress address;             // effective c= address; empty when none applies
     // RTCP (RFC 3605 a=rtcp, RFC 5761 a=rtcp-mux). rtcp_port is the effective port:

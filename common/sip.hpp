@@ -11,32 +11,32 @@
 
 namespace tapwire {
 
-#define TAPWIRE_SIP_ERRORS(X)                                  \
-    X(Ok, "ok")                                                \
-    X(Empty, "empty")                                          \
-    X(TooLarge, "too_large")                                   \
-    X(LeadingWhitespace, "leading_whitespace")                 \
-    X(BadStartLine, "bad_start_line")                          \
-    X(BadVersion, "bad_version")                               \
-    X(BadStatusCode, "bad_status_code")                        \
-    X(BadRequestUri, "bad_request_uri")                        \
-    X(BadMethod, "bad_method")                                 \
-    X(BadHeaderLine, "bad_header_line")                        \
-    X(TooManyHeaders, "too_many_headers")                      \
-    X(HeadersUnterminated, "headers_unterminated")             \
-    X(MissingCallId, "missing_call_id")                        \
-    X(MissingCSeq, "missing_cseq")                             \
-    X(BadCSeq, "bad_cseq")                                     \
-    X(CSeqMethodMismatch, "cseq_method_mismatch")              \
-    X(MissingFrom, "missing_from")                             \
-    X(BadFrom, "bad_from")                                     \
-    X(MissingTo, "missing_to")                                 \
-    X(BadTo, "bad_to")                                         \
-    X(MissingVia, "missing_via")                               \
-    X(BadNameAddr, "bad_name_addr")                            \
-    X(DuplicateSingletonHeader, "duplicate_singleton_header")  \
-    X(BadContentLength, "bad_content_length")                  \
-    X(BodyTruncated, "body_truncated")                         \
+#define TAPWIRE_SIP_ERRORS(X)                                 \
+    X(Ok, "ok")                                               \
+    X(Empty, "empty")                                         \
+    X(TooLarge, "too_large")                                  \
+    X(LeadingWhitespace, "leading_whitespace")                \
+    X(BadStartLine, "bad_start_line")                         \
+    X(BadVersion, "bad_version")                              \
+    X(BadStatusCode, "bad_status_code")                       \
+    X(BadRequestUri, "bad_request_uri")                       \
+    X(BadMethod, "bad_method")                                \
+    X(BadHeaderLine, "bad_header_line")                       \
+    X(TooManyHeaders, "too_many_headers")                     \
+    X(HeadersUnterminated, "headers_unterminated")            \
+    X(MissingCallId, "missing_call_id")                       \
+    X(MissingCSeq, "missing_cseq")                            \
+    X(BadCSeq, "bad_cseq")                                    \
+    X(CSeqMethodMismatch, "cseq_method_mismatch")             \
+    X(MissingFrom, "missing_from")                            \
+    X(BadFrom, "bad_from")                                    \
+    X(MissingTo, "missing_to")                                \
+    X(BadTo, "bad_to")                                        \
+    X(MissingVia, "missing_via")                              \
+    X(BadNameAddr, "bad_name_addr")                           \
+    X(DuplicateSingletonHeader, "duplicate_singleton_header") \
+    X(BadContentLength, "bad_content_length")                 \
+    X(BodyTruncated, "body_truncated")                        \
     X(MissingContentLength, "missing_content_length")
 
 enum class SipError : std::uint8_t {
@@ -86,7 +86,7 @@ struct SipMessage {
 
     bool is_request = false;
     SipMethod method = SipMethod::Other;  // request method; for responses, the CSeq method
-    std::string_view method_token;         // as written (requests), e.g. "INVITE"
+    std::string_view method_token;        // as written (requests), e.g. "INVITE"
     std::string_view request_uri;
     std::uint16_t status_code = 0;  // responses only
     std::string_view reason_phrase;
@@ -135,8 +135,8 @@ enum class SipFrameStatus : std::uint8_t { Complete, NeedMore, Invalid };
 
 struct SipFrame {
     SipFrameStatus status = SipFrameStatus::NeedMore;
-    std::size_t length = 0;       // Complete: bytes of the first message in the buffer
-    std::size_t skip = 0;         // CRLF keep-alives before the message (RFC 5626 section 3.5.1)
+    std::size_t length = 0;         // Complete: bytes of the first message in the buffer
+    std::size_t skip = 0;           // CRLF keep-alives before the message (RFC 5626 section 3.5.1)
     SipError error = SipError::Ok;  // Invalid: why
 };
 

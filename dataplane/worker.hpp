@@ -1,0 +1,129 @@
+// A dataplane worker: one lcore polling its share of the (port, queue) pairs, running each
+// burst to completion: parse L2-L4, classify SIP / RTP / other, match SIP identities
+// against the target set, follow dialogs and media in the shared tables, copy every hit into
+// this worker's ring, and release (passive) or forward (inline) the packet.
+//
+// Everything the loop touches is this worker's (reassembly state, counters, ring, Hyperscan
+// scratch in the snapshot) or lock-free to read (flow tables, target snapshot). It never
+// allocates, locks or blocks: a full ring or an empty hit pool drops the copy and counts it;
+// production traffic is never delayed by interception.
+#pragma once
+
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include <array>
+#include <atomic>
+#include <bitset>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "common/packet.hpp"
+#include "common/shm_contract.hpp"
+#include "common/sip.hpp"
+#include "dataplane/flow_tables.hpp"
+#include "dataplane/ports.hpp"
+#include "dataplane/rcu.hpp"
+#include "dataplane/reassembly.hpp"
+#include "dataplane/target_set.hpp"
+
+namespace tapwire::dataplane {
+
+/// Wall-clock nanoseconds from the TSC, calibrated once at start-up (no syscall per burst).
+struct Clock {
+    std::uint64_t tsc_at_start = 0;
+    std::uint64_t ns_at_start = 0;
+    std::uint64_t tsc_hz = 1;
+
+    std::uint64_t ns(std::uint64_t tsc) const noexcept {
+        std::uint64_t d = tsc - tsc_at_start;
+        return ns_at_start + d / tsc_hz * 1'000'000'000ull + d % tsc_hz * 1'000'000'000ull / tsc_hz;
+    }
+    static Clock calibrate();
+};
+
+/// What a worker needs; everything is created before the worker starts.
+struct WorkerSetup {
+    unsigned index = 0;  // 0..workers-1: ring name, scratch index, counters slot
+    unsigned rcu_thread_id = 0;
+    std::vector<RxQueue> queues;
+    bool inline_mode = false;
+    std::uint16_t burst = 32;
+    std::uint32_t snap_length = 9000;
+    const std::bitset<65536>* sip_ports = nullptr;
+    rte_ring* hit_ring = nullptr;
+    rte_mempool* hit_pool = nullptr;
+    shm::WorkerCounters* counters = nullptr;
+    FlowTables* tables = nullptr;
+    QuiescentState* qs = nullptr;
+    const Published<TargetSet>* targets = nullptr;
+    FragmentConfig fragments;
+    TcpStreamConfig tcp;
+    Clock clock;
+};
+
+class Worker {
+  public:
+    explicit Worker(const WorkerSetup& setup);
+
+    /// The lcore loop; returns when stop becomes true.
+    void run(const std::atomic<bool>& stop) noexcept;
+
+    /// Inspects one received packet (the unit tests drive this directly). Does not free or
+    /// forward m; hits are staged and written to the ring by flush_hits().
+    void inspect(rte_mbuf* m, std::uint64_t now_ns) noexcept;
+
+    /// Enqueues the hits staged since the last flush; counts what the ring refused.
+    void flush_hits() noexcept;
+
+    const FragmentReassembler& fragments() const noexcept { return fragments_; }
+    const TcpStreamTable& tcp_streams() const noexcept { return tcp_; }
+
+  private:
+    struct Addressing {
+        IpAddress src, dst;
+        std::uint16_t src_port = 0, dst_port = 0;
+        std::uint8_t l4_proto = 0;
+        std::uint16_t port = 0;  // DPDK port
+    };
+
+    void count(shm::WorkerCounter c, std::uint64_t n = 1) noexcept { (*counters_)[c] += n; }
+    void on_udp(rte_mbuf* m, ByteSpan frame, const PacketInfo& info, std::uint64_t now) noexcept;
+    void on_fragment(ByteSpan frame, const PacketInfo& info, const Addressing& a,
+                     std::uint64_t now) noexcept;
+    void on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet, ByteSpan frame,
+                std::uint16_t payload_offset, std::uint64_t now) noexcept;
+    bool on_media(rte_mbuf* m, ByteSpan frame, const PacketInfo& info, const Addressing& a,
+                  std::uint64_t now) noexcept;
+    void on_ip_targets(ByteSpan frame, const PacketInfo& info, const Addressing& a,
+                       std::uint64_t now) noexcept;
+    bool is_sip_port(std::uint16_t p) const noexcept { return (*sip_ports_)[p]; }
+
+    /// Stages a copy of bytes (the frame, or a reassembled message) as a hit.
+    void stage_hit(ByteSpan bytes, std::uint32_t original_length, std::uint16_t payload_offset,
+                   std::uint16_t payload_length, const Addressing& a, shm::HitKind kind,
+                   shm::HitDirection direction, std::uint8_t flags, std::uint64_t correlation_id,
+                   std::span<const WarrantId> warrants, std::uint64_t now) noexcept;
+
+    WorkerSetup setup_;
+    shm::WorkerCounters* counters_;
+    const std::bitset<65536>* sip_ports_;
+    const TargetSet* targets_ = nullptr;  // the snapshot for the current burst
+    FragmentReassembler fragments_;
+    TcpStreamTable tcp_;
+    static constexpr unsigned kMaxStaged = 256;
+    std::array<rte_mbuf*, kMaxStaged> staged_{};
+    unsigned staged_count_ = 0;
+};
+
+/// The lcore entry point for rte_eal_remote_launch: arg is a WorkerLaunch*.
+struct WorkerLaunch {
+    Worker* worker;
+    const std::atomic<bool>* stop;
+};
+int worker_lcore_main(void* arg);
+
+}  // namespace tapwire::dataplane
