@@ -82,31 +82,32 @@ static_assert(offsetof(HitMeta, warrant_ids) == 2 * kCacheLine);
 
 /// Per-worker counters, one list for the enum, the names, telemetry and status.
 /// X(name, description)
-#define TAPWIRE_WORKER_COUNTERS(X)                                                      \
-    X(rx_packets, "packets received")                                                   \
-    X(rx_bytes, "bytes received")                                                       \
-    X(non_ip, "non-IP frames (ARP, LLDP, ...)")                                         \
-    X(malformed, "frames whose L2-L4 headers failed to parse")                          \
-    X(sip_messages, "SIP messages parsed")                                              \
-    X(sip_invalid, "SIP messages rejected by the parser")                               \
-    X(sip_keepalives, "SIP keep-alives (CRLF, spaces)")                                 \
-    X(rtp_rtcp_candidates, "UDP packets looked up in the media table")                  \
-    X(other_packets, "IP packets that are neither SIP nor known media")                 \
-    X(fragments, "IP fragments fed to reassembly")                                      \
-    X(tcp_sip_segments, "TCP segments on SIP ports fed to stream reassembly")           \
-    X(target_matches, "SIP messages whose identities matched a target")                 \
-    X(hits_sip, "SIP hits mirrored")                                                    \
-    X(hits_rtp, "RTP hits mirrored")                                                    \
-    X(hits_rtcp, "RTCP hits mirrored")                                                  \
-    X(hits_ip, "IP-target hits mirrored")                                               \
-    X(drop_ring_full, "hits dropped: hit ring full (control plane too slow or absent)") \
-    X(drop_pool_empty, "hits dropped: hit mempool empty")                               \
-    X(drop_dialog_table_full, "calls not followed: dialog table full")                  \
-    X(drop_media_table_full, "media flows not followed: media table full")              \
-    X(drop_warrant_overflow, "warrants beyond the per-hit limit")                       \
-    X(drop_fragment, "fragments dropped by reassembly (timeout, overlap, size, pool)")  \
-    X(drop_tcp_stream, "TCP SIP data dropped by stream reassembly (gap, overflow)")     \
-    X(tx_packets, "inline mode: packets forwarded")                                     \
+#define TAPWIRE_WORKER_COUNTERS(X)                                                        \
+    X(rx_packets, "packets received")                                                     \
+    X(rx_bytes, "bytes received")                                                         \
+    X(non_ip, "non-IP frames (ARP, LLDP, ...)")                                           \
+    X(malformed, "frames whose L2-L4 headers failed to parse")                            \
+    X(sip_messages, "SIP messages parsed")                                                \
+    X(sip_invalid, "SIP messages rejected by the parser")                                 \
+    X(sip_keepalives, "SIP keep-alives (CRLF, spaces)")                                   \
+    X(rtp_rtcp_candidates, "UDP packets looked up in the media table")                    \
+    X(other_packets, "IP packets that are neither SIP nor known media")                   \
+    X(fragments, "IP fragments fed to reassembly")                                        \
+    X(tcp_sip_segments, "TCP segments on SIP ports fed to stream reassembly")             \
+    X(target_matches, "SIP messages whose identities matched a target")                   \
+    X(match_incomplete, "SIP messages not fully matched (scan error, identity too long)") \
+    X(hits_sip, "SIP hits mirrored")                                                      \
+    X(hits_rtp, "RTP hits mirrored")                                                      \
+    X(hits_rtcp, "RTCP hits mirrored")                                                    \
+    X(hits_ip, "IP-target hits mirrored")                                                 \
+    X(drop_ring_full, "hits dropped: hit ring full (control plane too slow or absent)")   \
+    X(drop_pool_empty, "hits dropped: hit mempool empty")                                 \
+    X(drop_dialog_table_full, "calls not followed: dialog table full")                    \
+    X(drop_media_table_full, "media flows not followed: media table full")                \
+    X(drop_warrant_overflow, "warrants beyond the per-hit limit")                         \
+    X(drop_fragment, "fragments dropped by reassembly (timeout, overlap, size, pool)")    \
+    X(drop_tcp_stream, "TCP SIP data dropped by stream reassembly (gap, overflow)")       \
+    X(tx_packets, "inline mode: packets forwarded")                                       \
     X(tx_drop, "inline mode: packets the peer port did not accept")
 
 enum class WorkerCounter : std::uint16_t {

@@ -9,17 +9,11 @@
 #include <new>
 #include <type_traits>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpedantic"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wvolatile"
-#endif
 #include <rte_errno.h>
 #include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_pause.h>
 #include <rte_random.h>
-#pragma GCC diagnostic pop
 
 namespace tapwire::dataplane {
 

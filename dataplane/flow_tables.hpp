@@ -71,13 +71,7 @@
 #include "common/shm_contract.hpp"
 #include "dataplane/rcu.hpp"
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpedantic"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wvolatile"
-#endif
 #include <rte_hash.h>
-#pragma GCC diagnostic pop
 
 namespace tapwire::dataplane {
 
@@ -228,7 +222,8 @@ struct alignas(64) DialogEntry {
     // MediaEntry::dialog).
     std::array<MediaKey, kMaxMediaPerDialog> media{};
     std::array<Party, kMaxMediaPerDialog> media_party{};
-    std::uint64_t caller_tag = 0;  // hash of the caller's From tag (tells senders apart); 0: unknown
+    std::uint64_t caller_tag =
+        0;  // hash of the caller's From tag (tells senders apart); 0: unknown
 };
 
 /// A media endpoint under intercept. Immutable once published, except last_seen.

@@ -2,13 +2,7 @@
 
 #include <new>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpedantic"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wvolatile"
-#endif
 #include <rte_malloc.h>
-#pragma GCC diagnostic pop
 
 namespace tapwire::dataplane {
 

@@ -23,18 +23,7 @@
 #include <utility>
 
 // DPDK headers are C and trip C++ pedantic/volatile warnings; they are not our code.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpedantic"
-#pragma GCC diagnostic ignored "-Wvariadic-macros"
-#if defined(__clang__)
-#pragma GCC diagnostic ignored "-Wdeprecated-volatile"
-#pragma GCC diagnostic ignored "-Wzero-length-array"
-#pragma GCC diagnostic ignored "-Wgnu-zero-variadic-macro-arguments"
-#else
-#pragma GCC diagnostic ignored "-Wvolatile"
-#endif
 #include <rte_rcu_qsbr.h>
-#pragma GCC diagnostic pop
 
 namespace tapwire::dataplane {
 

@@ -241,7 +241,11 @@ void Worker::on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet
         collect_identities(msg, ids);
         MatchResult match;
         match.clear();
-        if (!targets_->match_identities({ids.views.data(), ids.size}, setup_.index, match)) return;
+        bool hit = targets_->match_identities({ids.views.data(), ids.size}, setup_.index, match);
+        if (match.overflow_count) count(WorkerCounter::drop_warrant_overflow, match.overflow_count);
+        if (match.scan_error || match.identities_skipped)
+            count(WorkerCounter::match_incomplete);  // a target may have been missed: alarm-worthy
+        if (!hit) return;
         count(WorkerCounter::target_matches);
         Party sender = msg.is_request ? Party::Caller : Party::Callee;
         TargetSide side = TargetSide::None;
@@ -341,16 +345,23 @@ void Worker::on_ip_targets(ByteSpan frame, const PacketInfo& info, const Address
               now);
 }
 
+void Worker::count_fragment_losses() noexcept {
+    // Every datagram or fragment the reassembler gave up on, whatever the reason (its own
+    // counters have the breakdown); counted as the difference since the last look.
+    const FragmentCounters& c = fragments_.counters();
+    std::uint64_t lost = c.overlaps + c.too_large + c.inconsistent + c.too_many_holes +
+                         c.discarded + c.bad + c.timeouts + c.evictions;
+    count(WorkerCounter::drop_fragment, lost - fragment_losses_seen_);
+    fragment_losses_seen_ = lost;
+}
+
 void Worker::on_fragment(ByteSpan frame, const PacketInfo& info, const Addressing& a,
                          std::uint64_t now) noexcept {
     count(WorkerCounter::fragments);
     ReassembledDatagram datagram;
     FragmentResult r = fragments_.add(frame, info, now, datagram);
-    if (r == FragmentResult::Pending || r == FragmentResult::Duplicate) return;
-    if (r != FragmentResult::Complete) {
-        count(WorkerCounter::drop_fragment);
-        return;
-    }
+    count_fragment_losses();
+    if (r != FragmentResult::Complete) return;
     UdpDatagram udp;
     if (datagram.proto != kIpProtoUdp || !parse_udp_datagram(datagram.data, udp)) {
         count(WorkerCounter::other_packets);
@@ -460,6 +471,7 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
         if ((++iterations & 0x3ff) == 0) {
             std::uint64_t now = setup_.clock.ns(rte_rdtsc());
             fragments_.expire(now);
+            count_fragment_losses();
             tcp_.expire(now);
         }
     }

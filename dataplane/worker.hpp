@@ -101,6 +101,7 @@ class Worker {
     void on_ip_targets(ByteSpan frame, const PacketInfo& info, const Addressing& a,
                        std::uint64_t now) noexcept;
     bool is_sip_port(std::uint16_t p) const noexcept { return (*sip_ports_)[p]; }
+    void count_fragment_losses() noexcept;
 
     /// Stages a copy of bytes (the frame, or a reassembled message) as a hit.
     void stage_hit(ByteSpan bytes, std::uint32_t original_length, std::uint16_t payload_offset,
@@ -114,6 +115,7 @@ class Worker {
     const TargetSet* targets_ = nullptr;  // the snapshot for the current burst
     FragmentReassembler fragments_;
     TcpStreamTable tcp_;
+    std::uint64_t fragment_losses_seen_ = 0;
     static constexpr unsigned kMaxStaged = 256;
     std::array<rte_mbuf*, kMaxStaged> staged_{};
     unsigned staged_count_ = 0;

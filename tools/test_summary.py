@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Adds up meson test logs into one closing line "N passed, N failed".
 
-A Catch2 program counts as its test cases (read from its own summary line); any other
-test program counts as one. A build or setup failure that left no log counts as a failure.
+A Catch2 program counts as its test cases (read from its own summary line), a scripted
+suite that prints "N passed, N failed" as those; any other test program counts as one. A build or setup failure that left no log counts as a failure.
 """
 import json
 import re
@@ -10,6 +10,7 @@ import sys
 
 CATCH_ALL = re.compile(r"All tests passed \(\d+ assertions? in (\d+) test cases?\)")
 CATCH_MIXED = re.compile(r"test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed")
+PLAIN = re.compile(r"^(\d+) passed, (\d+) failed", re.M)  # our own scripted suites
 
 
 def count(entry):
@@ -24,6 +25,10 @@ def count(entry):
     m = CATCH_ALL.search(out)
     if m and ok:
         return int(m.group(1)), 0, 0
+    m = PLAIN.search(out)
+    if m:
+        passed, failed = int(m.group(1)), int(m.group(2))
+        return passed, failed if failed or ok else 1, 0
     return (1, 0, 0) if ok else (0, 1, 0)
 
 

@@ -711,7 +711,8 @@ TEST_CASE("concurrency: readers see whole entries while a writer and the sweep r
             const unsigned op = rng() % 10;
             if (d == nullptr) {
                 // New call: matched with its first warrant (derived from the id it gets).
-                const DialogUpsert r = t.dialog_create_or_update(key, {}, TargetSide::Caller, 0, now);
+                const DialogUpsert r =
+                    t.dialog_create_or_update(key, {}, TargetSide::Caller, 0, now);
                 if (r.entry != nullptr) {
                     const WarrantId w[] = {warrant_of(r.entry->correlation_id, 0)};
                     t.dialog_create_or_update(key, w, TargetSide::Caller, 0, now);

@@ -156,8 +156,7 @@ TEST_CASE("parse_target rejects invalid targets with a reason", "[target_set]") 
           TargetError::WildcardInsideNumber);
     CHECK(parse_target("sip:+4930*@carrier.example", p) == TargetError::WildcardInsideNumber);
     CHECK(parse_target("sip:bob@example.com;x=*", p) == TargetError::WildcardInDroppedPart);
-    CHECK(parse_target("\"Bob*\" <sip:bob@example.com>", p) ==
-          TargetError::WildcardInDroppedPart);
+    CHECK(parse_target("\"Bob*\" <sip:bob@example.com>", p) == TargetError::WildcardInDroppedPart);
     CHECK(std::string(to_string(TargetError::WildcardInsideNumber)) == "wildcard_inside_number");
 }
 
@@ -225,7 +224,7 @@ TEST_CASE("metacharacters in targets are literal", "[target_set]") {
     auto set = must_build({{"sip:a.b+c(d)$x?y@ex-ample.com", 1},
                            {"sip:j.doe*@corp.example", 2},
                            {"sip:a.b*c+d@ex.example", 5},  // a regex glob
-                           {"sip:a%2Ab@example.com", 3},  // a literal '*'
+                           {"sip:a%2Ab@example.com", 3},   // a literal '*'
                            {"sip:x%2A*@example.com", 4}});
     CHECK(warrants_of(*set, "sip:a.b+c(d)$x?y@ex-ample.com") == W{1});
     CHECK(warrants_of(*set, "sip:aXb+c(d)$x?y@ex-ample.com").empty());  // '.' is not any
@@ -243,7 +242,7 @@ TEST_CASE("metacharacters in targets are literal", "[target_set]") {
     CHECK(warrants_of(*set, "sip:j.doe@corpXexample").empty());
 
     CHECK(warrants_of(*set, "sip:a*b@example.com") == W{3});
-    CHECK(warrants_of(*set, "sip:a.b+c(d)$x?y@ex-ample.com.") .empty());
+    CHECK(warrants_of(*set, "sip:a.b+c(d)$x?y@ex-ample.com.").empty());
     CHECK(warrants_of(*set, "sip:axb@example.com").empty());
     CHECK(warrants_of(*set, "sip:x*anything@example.com") == W{4});
     CHECK(warrants_of(*set, "sip:xanything@example.com").empty());
@@ -305,8 +304,7 @@ TEST_CASE("more than 16 warrants on one hit overflow, flagged and counted", "[ta
     CHECK(std::string(to_string(TargetMatchCounter::WarrantOverflow)) == "warrant_overflow");
 }
 
-TEST_CASE("overlapping IP prefixes return the warrants of every covering prefix",
-          "[target_set]") {
+TEST_CASE("overlapping IP prefixes return the warrants of every covering prefix", "[target_set]") {
     REQUIRE(tapwire::test::ensure_eal());
     auto set = must_build({{"10.0.0.0/8", 1},
                            {"10.1.0.0/16", 2},
@@ -348,8 +346,8 @@ TEST_CASE("overlapping IP prefixes return the warrants of every covering prefix"
 
 TEST_CASE("base and delta layers are both matched and merged", "[target_set]") {
     REQUIRE(tapwire::test::ensure_eal());
-    std::vector<TargetSpec> base = {{"sip:alice@example.com", 1}, {"+4930555*", 2},
-                                    {"192.0.2.0/24", 3}};
+    std::vector<TargetSpec> base = {
+        {"sip:alice@example.com", 1}, {"+4930555*", 2}, {"192.0.2.0/24", 3}};
     std::vector<TargetSpec> delta = {{"sip:bob@example.com", 4},
                                      {"sip:alice@example.com", 5},  // already in the base
                                      {"sip:*@evil.example", 6},
@@ -371,9 +369,8 @@ TEST_CASE("base and delta layers are both matched and merged", "[target_set]") {
     CHECK(s1.stats().delta.identity_globs == 1);
 
     // The fast update path: keep the compiled base, compile only a new delta.
-    auto new_delta = TargetLayer::compile(std::vector<TargetSpec>{{"sip:carol@example.com", 8},
-                                                                  {"198.51.100.7", 7}},
-                                          {}, "delta");
+    auto new_delta = TargetLayer::compile(
+        std::vector<TargetSpec>{{"sip:carol@example.com", 8}, {"198.51.100.7", 7}}, {}, "delta");
     REQUIRE(new_delta.layer);
     options.suspended_warrants = {2};  // warrant 2 lapsed since the base was compiled
     auto second = TargetSet::assemble(s1.base_layer(), new_delta.layer, options, &s1);
@@ -435,18 +432,18 @@ TEST_CASE("invalid targets fail the whole build, naming index, warrant and reaso
     CHECK(!r.error.empty());
 }
 
-TEST_CASE("target lists parse with comments, blank lines and errors by line",
-          "[target_set]") {
+TEST_CASE("target lists parse with comments, blank lines and errors by line", "[target_set]") {
     std::vector<TargetSpec> out;
     std::string error;
-    REQUIRE(parse_target_list("# warrants of agency A\r\n"
-                              "\n"
-                              "17 +49 30 555-010\r\n"
-                              "   # indented comment\n"
-                              "17\tsip:*@evil.example\n"
-                              "4294967295 192.0.2.0/24\n"
-                              "18 sip:bob@example.com",  // no final newline
-                              out, error));
+    REQUIRE(
+        parse_target_list("# warrants of agency A\r\n"
+                          "\n"
+                          "17 +49 30 555-010\r\n"
+                          "   # indented comment\n"
+                          "17\tsip:*@evil.example\n"
+                          "4294967295 192.0.2.0/24\n"
+                          "18 sip:bob@example.com",  // no final newline
+                          out, error));
     INFO(error);
     REQUIRE(out.size() == 4);
     CHECK(out[0].warrant_id == 17);
