@@ -432,6 +432,18 @@ void Worker::inspect(rte_mbuf* m, std::uint64_t now) noexcept {
     count(WorkerCounter::other_packets);
 }
 
+void Worker::process(rte_mbuf* const* packets, std::uint16_t n, std::uint64_t now) noexcept {
+    // One snapshot per burst: the publisher waits for this worker's next quiescent report
+    // before it frees the snapshot held here.
+    targets_ = setup_.targets->load();
+    for (std::uint16_t i = 0; i < n; ++i) {
+        if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(packets[i + 2], void*));
+        inspect(packets[i], now);
+    }
+    flush_hits();
+    targets_ = nullptr;
+}
+
 void Worker::run(const std::atomic<bool>& stop) noexcept {
     const unsigned thread = setup_.rcu_thread_id;
     setup_.qs->register_thread(thread);
@@ -440,17 +452,10 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
     const std::uint16_t burst_size = std::min<std::uint16_t>(setup_.burst, burst.size());
     std::uint64_t iterations = 0;
     while (!stop.load(std::memory_order_relaxed)) {
-        // One snapshot per loop iteration: the publisher waits for our quiescent report
-        // below before it frees the snapshot we hold.
-        targets_ = setup_.targets->load();
         for (const RxQueue& q : setup_.queues) {
             std::uint16_t n = rte_eth_rx_burst(q.port, q.queue, burst.data(), burst_size);
             if (n == 0) continue;
-            std::uint64_t now = setup_.clock.ns(rte_rdtsc());
-            for (std::uint16_t i = 0; i < n; ++i) {
-                if (i + 2 < n) rte_prefetch0(rte_pktmbuf_mtod(burst[i + 2], void*));
-                inspect(burst[i], now);
-            }
+            process(burst.data(), n, setup_.clock.ns(rte_rdtsc()));
             if (setup_.inline_mode) {
                 // Forward unchanged; a peer that cannot take the packets costs them, never
                 // the interception and never a wait.
@@ -464,9 +469,7 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
             } else {
                 rte_pktmbuf_free_bulk(burst.data(), n);
             }
-            flush_hits();
         }
-        targets_ = nullptr;
         setup_.qs->quiescent(thread);
         if ((++iterations & 0x3ff) == 0) {
             std::uint64_t now = setup_.clock.ns(rte_rdtsc());

@@ -72,12 +72,10 @@ class Worker {
     /// The lcore loop; returns when stop becomes true.
     void run(const std::atomic<bool>& stop) noexcept;
 
-    /// Inspects one received packet (the unit tests drive this directly). Does not free or
-    /// forward m; hits are staged and written to the ring by flush_hits().
-    void inspect(rte_mbuf* m, std::uint64_t now_ns) noexcept;
-
-    /// Enqueues the hits staged since the last flush; counts what the ring refused.
-    void flush_hits() noexcept;
+    /// Inspects a burst of received packets under the current target snapshot and enqueues
+    /// their hits. Does not free or forward the packets. The lcore loop and the unit tests
+    /// both drive the pipeline through here. The caller reports its quiescent state after.
+    void process(rte_mbuf* const* packets, std::uint16_t count, std::uint64_t now_ns) noexcept;
 
     const FragmentReassembler& fragments() const noexcept { return fragments_; }
     const TcpStreamTable& tcp_streams() const noexcept { return tcp_; }
@@ -91,6 +89,8 @@ class Worker {
     };
 
     void count(shm::WorkerCounter c, std::uint64_t n = 1) noexcept { (*counters_)[c] += n; }
+    void inspect(rte_mbuf* m, std::uint64_t now_ns) noexcept;
+    void flush_hits() noexcept;
     void on_udp(rte_mbuf* m, ByteSpan frame, const PacketInfo& info, std::uint64_t now) noexcept;
     void on_fragment(ByteSpan frame, const PacketInfo& info, const Addressing& a,
                      std::uint64_t now) noexcept;
