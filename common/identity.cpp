@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/ip_address.hpp"
+#include "common/x_list.hpp"
 
 namespace tapwire {
 
@@ -474,16 +475,8 @@ bool extract_addr_spec(std::string_view s, std::string_view& uri) noexcept {
 }  // namespace
 
 const char* to_string(IdentityError e) noexcept {
-    switch (e) {
-#define TAPWIRE_CASE(name, text) \
-    case IdentityError::name:    \
-        return text;
-        TAPWIRE_IDENTITY_ERRORS(TAPWIRE_CASE)
-#undef TAPWIRE_CASE
-        case IdentityError::Count:
-            break;
-    }
-    return "unknown";
+    static constexpr const char* kNames[] = {TAPWIRE_IDENTITY_ERRORS(TAPWIRE_X_TEXT)};
+    return name_of(e, kNames);
 }
 
 // Measured (-O2, shared AMD EPYC VM, throwaway loop): ~50 ns for "sip:alice@example.com",

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/x_list.hpp"
 namespace tapwire {
 
 #define TAPWIRE_IDENTITY_ERRORS(X)                \
@@ -18,12 +19,7 @@ namespace tapwire {
     X(BadTelephoneNumber, "bad_telephone_number") \
     X(TooLong, "too_long")
 
-enum class IdentityError : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_IDENTITY_ERRORS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class IdentityError : std::uint8_t { TAPWIRE_IDENTITY_ERRORS(TAPWIRE_X_ENUMERATOR) Count };
 
 const char* to_string(IdentityError e) noexcept;
 

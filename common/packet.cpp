@@ -13,16 +13,12 @@
 #include <cstring>
 #include <iterator>
 
+#include "common/x_list.hpp"
 namespace tapwire {
 
 const char* to_string(PacketError e) noexcept {
-    static constexpr const char* kNames[] = {
-#define TAPWIRE_NAME_ITEM(name, text) text,
-        TAPWIRE_PACKET_ERRORS(TAPWIRE_NAME_ITEM)
-#undef TAPWIRE_NAME_ITEM
-    };
-    auto i = static_cast<std::size_t>(e);
-    return i < std::size(kNames) ? kNames[i] : "unknown";
+    static constexpr const char* kNames[] = {TAPWIRE_PACKET_ERRORS(TAPWIRE_X_TEXT)};
+    return name_of(e, kNames);
 }
 
 namespace {

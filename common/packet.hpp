@@ -8,6 +8,7 @@
 
 #include "common/bytes.hpp"
 #include "common/ip_address.hpp"
+#include "common/x_list.hpp"
 
 namespace tapwire {
 
@@ -38,12 +39,7 @@ namespace tapwire {
     X(TcpBadOptions, "tcp_bad_options")                   \
     X(PacketTooLarge, "packet_too_large")
 
-enum class PacketError : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_PACKET_ERRORS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class PacketError : std::uint8_t { TAPWIRE_PACKET_ERRORS(TAPWIRE_X_ENUMERATOR) Count };
 
 /// Counter-style name of an error, e.g. "ipv4_bad_total_length".
 const char* to_string(PacketError e) noexcept;

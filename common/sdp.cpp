@@ -1,5 +1,6 @@
 #include "common/sdp.hpp"
 
+#include "common/x_list.hpp"
 namespace tapwire {
 
 namespace {
@@ -237,16 +238,8 @@ SdpError finish(SdpSession& out, const MediaScratch* scratch, SdpError result) n
 }  // namespace
 
 const char* to_string(SdpError e) noexcept {
-    switch (e) {
-#define TAPWIRE_CASE(name, text) \
-    case SdpError::name:         \
-        return text;
-        TAPWIRE_SDP_ERRORS(TAPWIRE_CASE)
-#undef TAPWIRE_CASE
-        case SdpError::Count:
-            break;
-    }
-    return "unknown";
+    static constexpr const char* kNames[] = {TAPWIRE_SDP_ERRORS(TAPWIRE_X_TEXT)};
+    return name_of(e, kNames);
 }
 
 const char* to_string(SdpDirection d) noexcept {

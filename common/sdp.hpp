@@ -7,6 +7,7 @@
 
 #include "common/bounded_list.hpp"
 #include "common/ip_address.hpp"
+#include "common/x_list.hpp"
 
 namespace tapwire {
 
@@ -22,12 +23,7 @@ namespace tapwire {
     X(TooManyMedia, "too_many_media")         \
     X(MissingConnection, "missing_connection")
 
-enum class SdpError : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_SDP_ERRORS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class SdpError : std::uint8_t { TAPWIRE_SDP_ERRORS(TAPWIRE_X_ENUMERATOR) Count };
 
 const char* to_string(SdpError e) noexcept;
 

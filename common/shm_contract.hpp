@@ -9,8 +9,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <string>
 
+#include "common/x_list.hpp"
 namespace tapwire::shm {
 
 inline constexpr std::uint32_t kContractVersion = 1;
@@ -110,14 +112,13 @@ static_assert(offsetof(HitMeta, warrant_ids) == 2 * kCacheLine);
     X(tx_packets, "inline mode: packets forwarded")                                       \
     X(tx_drop, "inline mode: packets the peer port did not accept")
 
-enum class WorkerCounter : std::uint16_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_WORKER_COUNTERS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class WorkerCounter : std::uint16_t { TAPWIRE_WORKER_COUNTERS(TAPWIRE_X_ENUMERATOR) Count };
 
 inline constexpr std::size_t kWorkerCounterCount = static_cast<std::size_t>(WorkerCounter::Count);
+
+/// Counter names as telemetry, status and logs show them ("rx_packets", ...).
+inline constexpr const char* kWorkerCounterNames[] = {TAPWIRE_WORKER_COUNTERS(TAPWIRE_X_NAME)};
+static_assert(std::size(kWorkerCounterNames) == kWorkerCounterCount);
 
 /// One worker's counters. Written only by that worker (plain stores, no atomics: one
 /// writer), read by telemetry and the control plane, which tolerate a value one update old.

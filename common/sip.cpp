@@ -24,6 +24,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "common/x_list.hpp"
 namespace tapwire {
 
 namespace {
@@ -688,13 +689,8 @@ void reset(SipMessage& m) noexcept {
 // ---------------------------------------------------------------------------------------------
 
 const char* to_string(SipError e) noexcept {
-    static constexpr const char* kNames[] = {
-#define TAPWIRE_ENUM_ITEM(name, text) text,
-        TAPWIRE_SIP_ERRORS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-    };
-    const auto i = static_cast<std::size_t>(e);
-    return i < sizeof kNames / sizeof kNames[0] ? kNames[i] : "unknown";
+    static constexpr const char* kNames[] = {TAPWIRE_SIP_ERRORS(TAPWIRE_X_TEXT)};
+    return name_of(e, kNames);
 }
 
 const char* to_string(SipMethod m) noexcept {

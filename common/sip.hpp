@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "common/bounded_list.hpp"
+#include "common/x_list.hpp"
 
 namespace tapwire {
 
@@ -39,12 +40,7 @@ namespace tapwire {
     X(BodyTruncated, "body_truncated")                        \
     X(MissingContentLength, "missing_content_length")
 
-enum class SipError : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_SIP_ERRORS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class SipError : std::uint8_t { TAPWIRE_SIP_ERRORS(TAPWIRE_X_ENUMERATOR) Count };
 
 const char* to_string(SipError e) noexcept;
 

@@ -15,6 +15,7 @@
 #include <rte_pause.h>
 #include <rte_random.h>
 
+#include "common/x_list.hpp"
 namespace tapwire::dataplane {
 
 static_assert(std::is_trivially_destructible_v<DialogEntry>);
@@ -29,23 +30,11 @@ static_assert(offsetof(DialogEntry, last_seen_ns) < 64);
 
 namespace {
 
-constexpr const char* kResultNames[] = {
-#define TAPWIRE_ENUM_ITEM(name, text) text,
-    TAPWIRE_FLOW_RESULTS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-};
+constexpr const char* kResultNames[] = {TAPWIRE_FLOW_RESULTS(TAPWIRE_X_TEXT)};
 
-constexpr const char* kCounterNames[] = {
-#define TAPWIRE_ENUM_ITEM(name, text) #name,
-    TAPWIRE_FLOW_TABLE_COUNTERS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-};
+constexpr const char* kCounterNames[] = {TAPWIRE_FLOW_TABLE_COUNTERS(TAPWIRE_X_NAME)};
 
-constexpr const char* kCounterDescriptions[] = {
-#define TAPWIRE_ENUM_ITEM(name, text) text,
-    TAPWIRE_FLOW_TABLE_COUNTERS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-};
+constexpr const char* kCounterDescriptions[] = {TAPWIRE_FLOW_TABLE_COUNTERS(TAPWIRE_X_TEXT)};
 
 constexpr std::uint64_t kPoison = 0xA5A5A5A5A5A5A5A5ULL;
 

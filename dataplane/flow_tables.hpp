@@ -69,6 +69,7 @@
 #include "common/ip_address.hpp"
 #include "common/sdp.hpp"
 #include "common/shm_contract.hpp"
+#include "common/x_list.hpp"
 #include "dataplane/rcu.hpp"
 
 #include <rte_hash.h>
@@ -253,12 +254,7 @@ struct alignas(64) MediaEntry {
 /// Outcome of a table write. TableFull: at capacity (counted; the next sweep evicts).
 /// PoolExhausted: no free entry because too many replaced entries still wait for a grace
 /// period (a reader is stalled or the slack is too small); counted, nothing changed.
-enum class FlowResult : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_FLOW_RESULTS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class FlowResult : std::uint8_t { TAPWIRE_FLOW_RESULTS(TAPWIRE_X_ENUMERATOR) Count };
 
 const char* to_string(FlowResult r) noexcept;
 
@@ -288,10 +284,7 @@ const char* to_string(FlowResult r) noexcept;
     X(sweep_passes, "complete sweeps over both tables")
 
 enum class FlowTableCounter : std::uint16_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_FLOW_TABLE_COUNTERS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
+    TAPWIRE_FLOW_TABLE_COUNTERS(TAPWIRE_X_ENUMERATOR) Count
 };
 inline constexpr std::size_t kFlowTableCounterCount =
     static_cast<std::size_t>(FlowTableCounter::Count);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/shm_contract.hpp"
+#include "common/x_list.hpp"
 #include "dataplane/config.hpp"
 #include "dataplane/flow_tables.hpp"
 #include "dataplane/ports.hpp"
@@ -121,14 +122,11 @@ std::uint64_t total(const shm::DataplaneState& s, shm::WorkerCounter c) {
 }
 
 void print_counters(const shm::DataplaneState& s, FILE* out) {
-    static const char* const names[] = {
-#define TAPWIRE_NAME_ITEM(name, text) #name,
-        TAPWIRE_WORKER_COUNTERS(TAPWIRE_NAME_ITEM)
-#undef TAPWIRE_NAME_ITEM
-    };
     for (std::size_t c = 0; c < shm::kWorkerCounterCount; ++c) {
         std::uint64_t v = total(s, static_cast<shm::WorkerCounter>(c));
-        if (v) std::fprintf(out, "  %-24s %14llu\n", names[c], static_cast<unsigned long long>(v));
+        if (v)
+            std::fprintf(out, "  %-24s %14llu\n", shm::kWorkerCounterNames[c],
+                         static_cast<unsigned long long>(v));
     }
 }
 

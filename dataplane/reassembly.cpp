@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/x_list.hpp"
 namespace tapwire::dataplane {
 
 namespace {
@@ -39,16 +40,8 @@ bool has_header_end(const char* p, std::size_t from, std::size_t to) noexcept {
 // IP fragments
 
 const char* to_string(FragmentResult r) noexcept {
-    switch (r) {
-#define TAPWIRE_CASE(name, text) \
-    case FragmentResult::name:   \
-        return text;
-        TAPWIRE_FRAGMENT_RESULTS(TAPWIRE_CASE)
-#undef TAPWIRE_CASE
-        case FragmentResult::Count:
-            break;
-    }
-    return "unknown";
+    static constexpr const char* kNames[] = {TAPWIRE_FRAGMENT_RESULTS(TAPWIRE_X_TEXT)};
+    return name_of(r, kNames);
 }
 
 const char* FragmentConfig::check() const noexcept {

@@ -21,6 +21,7 @@
 #include "common/ip_address.hpp"
 #include "common/packet.hpp"
 #include "common/sip.hpp"
+#include "common/x_list.hpp"
 
 namespace tapwire::dataplane {
 
@@ -192,12 +193,7 @@ class FixedTable {
     X(Discarded, "discarded")              \
     X(Bad, "bad_fragment")
 
-enum class FragmentResult : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_FRAGMENT_RESULTS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class FragmentResult : std::uint8_t { TAPWIRE_FRAGMENT_RESULTS(TAPWIRE_X_ENUMERATOR) Count };
 
 const char* to_string(FragmentResult r) noexcept;
 

@@ -21,6 +21,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "common/x_list.hpp"
 namespace tapwire::dataplane {
 
 namespace {
@@ -361,29 +362,13 @@ std::string entry_name(std::string_view label, std::size_t index, std::uint32_t 
 }  // namespace
 
 const char* to_string(TargetError e) noexcept {
-    switch (e) {
-#define TAPWIRE_CASE(name, text) \
-    case TargetError::name:      \
-        return text;
-        TAPWIRE_TARGET_ERRORS(TAPWIRE_CASE)
-#undef TAPWIRE_CASE
-        case TargetError::Count:
-            break;
-    }
-    return "unknown";
+    static constexpr const char* kNames[] = {TAPWIRE_TARGET_ERRORS(TAPWIRE_X_TEXT)};
+    return name_of(e, kNames);
 }
 
 const char* to_string(TargetMatchCounter c) noexcept {
-    switch (c) {
-#define TAPWIRE_CASE(name, text)   \
-    case TargetMatchCounter::name: \
-        return text;
-        TAPWIRE_TARGET_MATCH_COUNTERS(TAPWIRE_CASE)
-#undef TAPWIRE_CASE
-        case TargetMatchCounter::Count:
-            break;
-    }
-    return "unknown";
+    static constexpr const char* kNames[] = {TAPWIRE_TARGET_MATCH_COUNTERS(TAPWIRE_X_TEXT)};
+    return name_of(c, kNames);
 }
 
 TargetError parse_target(std::string_view identity, ParsedTarget& out, const NumberingPlan& plan) {

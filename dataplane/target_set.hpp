@@ -46,6 +46,7 @@
 
 #include "common/identity.hpp"
 #include "common/ip_address.hpp"
+#include "common/x_list.hpp"
 
 struct hs_database;
 struct hs_scratch;
@@ -81,12 +82,7 @@ struct TargetSpec {
     X(WildcardInDroppedPart, "wildcard_in_dropped_part") \
     X(TooManyIpPrefixes, "too_many_ip_prefixes")
 
-enum class TargetError : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_TARGET_ERRORS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
-};
+enum class TargetError : std::uint8_t { TAPWIRE_TARGET_ERRORS(TAPWIRE_X_ENUMERATOR) Count };
 
 const char* to_string(TargetError e) noexcept;
 
@@ -162,10 +158,7 @@ struct MatchResult {
     X(ScanError, "scan_error")
 
 enum class TargetMatchCounter : std::uint8_t {
-#define TAPWIRE_ENUM_ITEM(name, text) name,
-    TAPWIRE_TARGET_MATCH_COUNTERS(TAPWIRE_ENUM_ITEM)
-#undef TAPWIRE_ENUM_ITEM
-        Count
+    TAPWIRE_TARGET_MATCH_COUNTERS(TAPWIRE_X_ENUMERATOR) Count
 };
 
 const char* to_string(TargetMatchCounter c) noexcept;

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "common/x_list.hpp"
 namespace tapwire::dataplane {
 
 namespace {
@@ -11,12 +12,7 @@ namespace {
 const shm::DataplaneState* g_state = nullptr;  // telemetry callbacks take no user pointer
 GaugeSource g_gauges;
 
-const char* const kCounterNames[] = {
-#define TAPWIRE_NAME_ITEM(name, text) #name,
-    TAPWIRE_WORKER_COUNTERS(TAPWIRE_NAME_ITEM)
-#undef TAPWIRE_NAME_ITEM
-};
-static_assert(std::size(kCounterNames) == shm::kWorkerCounterCount);
+const auto& kCounterNames = shm::kWorkerCounterNames;
 
 int totals(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_start_dict(d);

@@ -3,18 +3,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/packet.hpp"
+
 namespace tapwire::traffic {
 
 namespace {
 
-constexpr std::uint16_t kEtherIpv4 = 0x0800;
-constexpr std::uint16_t kEtherArp = 0x0806;
-constexpr std::uint16_t kEtherIpv6 = 0x86DD;
-constexpr std::uint16_t kTpidDot1q = 0x8100;
-constexpr std::uint16_t kTpidDot1ad = 0x88A8;
-constexpr std::uint8_t kProtoTcp = 6;
-constexpr std::uint8_t kProtoUdp = 17;
-constexpr std::uint8_t kProtoFragment = 44;
+// Wire constants are the parser's (common/packet.hpp): writer and reader share one list.
 constexpr std::size_t kEthernetHeader = 14;
 constexpr std::size_t kIpv4Header = 20;
 constexpr std::size_t kIpv6Header = 40;
@@ -47,7 +42,7 @@ std::size_t write_l2(std::uint8_t* p, const L2Spec& l2, std::uint16_t ether_type
     std::size_t off = 12;
     for (std::uint8_t i = 0; i < l2.vlans.count && i < 2; ++i) {
         // QinQ: the outer tag is the 802.1ad service tag (IEEE 802.1Q-2018 section 9.5).
-        std::uint16_t tpid = (l2.vlans.count == 2 && i == 0) ? kTpidDot1ad : kTpidDot1q;
+        std::uint16_t tpid = (l2.vlans.count == 2 && i == 0) ? kEtherTypeQinQ : kEtherTypeVlan;
         store_be16(p + off, tpid);
         std::uint16_t tci = std::uint16_t((l2.vlans.pcp & 0x7) << 13 | (l2.vlans.ids[i] & 0x0fff));
         store_be16(p + off + 2, tci);
@@ -103,7 +98,7 @@ void write_udp(std::uint8_t* p, const IpSpec& ip, const UdpSpec& udp, ByteSpan p
     store_be16(p + 6, 0);
     if (!payload.empty()) std::memcpy(p + kUdpHeader, payload.data(), payload.size());
     std::uint16_t sum = internet_checksum(
-        ByteSpan(p, len), pseudo_header_sum(ip.src, ip.dst, kProtoUdp, std::uint32_t(len)));
+        ByteSpan(p, len), pseudo_header_sum(ip.src, ip.dst, kIpProtoUdp, std::uint32_t(len)));
     // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
     store_be16(p + 6, sum == 0 ? 0xffff : sum);
 }
@@ -190,8 +185,8 @@ std::size_t build_udp_frame(std::span<std::uint8_t> buf, const L2Spec& l2, const
     std::size_t len = udp_frame_size(l2, ip.src.family, payload.size());
     if (buf.size() < len) return 0;
     std::uint8_t* p = buf.data();
-    std::size_t off = write_l2(p, l2, ip.src.is_v4() ? kEtherIpv4 : kEtherIpv6);
-    off += write_ip(p + off, ip, kProtoUdp, l4);
+    std::size_t off = write_l2(p, l2, ip.src.is_v4() ? kEtherTypeIpv4 : kEtherTypeIpv6);
+    off += write_ip(p + off, ip, kIpProtoUdp, l4);
     write_udp(p + off, ip, udp, payload);
     return pad(p, len, buf.size(), l2);
 }
@@ -206,8 +201,8 @@ std::size_t build_tcp_frame(std::span<std::uint8_t> buf, const L2Spec& l2, const
     std::size_t len = tcp_frame_size(l2, ip.src.family, tcp, payload.size());
     if (buf.size() < len) return 0;
     std::uint8_t* p = buf.data();
-    std::size_t off = write_l2(p, l2, ip.src.is_v4() ? kEtherIpv4 : kEtherIpv6);
-    off += write_ip(p + off, ip, kProtoTcp, l4);
+    std::size_t off = write_l2(p, l2, ip.src.is_v4() ? kEtherTypeIpv4 : kEtherTypeIpv6);
+    off += write_ip(p + off, ip, kIpProtoTcp, l4);
     std::uint8_t* t = p + off;
     // RFC 9293 section 3.1.
     store_be16(t, tcp.src_port);
@@ -226,8 +221,8 @@ std::size_t build_tcp_frame(std::span<std::uint8_t> buf, const L2Spec& l2, const
     }
     if (!payload.empty()) std::memcpy(t + hdr, payload.data(), payload.size());
     store_be16(t + 16,
-               internet_checksum(ByteSpan(t, l4),
-                                 pseudo_header_sum(ip.src, ip.dst, kProtoTcp, std::uint32_t(l4))));
+               internet_checksum(ByteSpan(t, l4), pseudo_header_sum(ip.src, ip.dst, kIpProtoTcp,
+                                                                    std::uint32_t(l4))));
     return pad(p, len, buf.size(), l2);
 }
 
@@ -266,7 +261,7 @@ bool build_arp_frame(std::vector<std::uint8_t>& out, ArpOp op, const MacAddress&
     l2.vlans = vlans;
     out.assign(std::max(l2_bytes(l2) + 28, kMinFrame), 0);
     std::uint8_t* p = out.data();
-    std::size_t off = write_l2(p, l2, kEtherArp);
+    std::size_t off = write_l2(p, l2, kEtherTypeArp);
     std::uint8_t* a = p + off;
     store_be16(a, 1);           // hardware type Ethernet
     store_be16(a + 2, 0x0800);  // protocol IPv4
@@ -309,17 +304,17 @@ std::vector<std::vector<std::uint8_t>> build_udp_fragments(const L2Spec& l2, con
         std::size_t len = l2_bytes(l2) + per_fragment_header + n;
         f.assign(padded(l2, len), 0);
         std::uint8_t* p = f.data();
-        std::size_t pos = write_l2(p, l2, v4 ? kEtherIpv4 : kEtherIpv6);
+        std::size_t pos = write_l2(p, l2, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
         if (v4) {
             // DF must be clear on a fragment; offset in 8-byte units (RFC 791 section 3.1).
             std::uint16_t field = std::uint16_t((more ? 0x2000 : 0) | (off / 8));
-            write_ipv4(p + pos, ip, kProtoUdp, n, field);
+            write_ipv4(p + pos, ip, kIpProtoUdp, n, field);
             pos += kIpv4Header;
         } else {
-            write_ipv6(p + pos, ip, kProtoFragment, kIpv6FragmentHeader + n);
+            write_ipv6(p + pos, ip, kIpProtoFragment, kIpv6FragmentHeader + n);
             pos += kIpv6Header;
             std::uint8_t* fh = p + pos;
-            fh[0] = kProtoUdp;
+            fh[0] = kIpProtoUdp;
             fh[1] = 0;
             store_be16(fh + 2, std::uint16_t(off | (more ? 1 : 0)));  // offset<<3 == off
             store_be32(fh + 4, ip.id);
