@@ -53,9 +53,11 @@
 #include <rte_ring.h>
 #include <sched.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bitset>
 #include <chrono>
@@ -63,9 +65,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -76,15 +80,21 @@
 #include "dataplane/rcu.hpp"
 #include "dataplane/target_set.hpp"
 #include "dataplane/worker.hpp"
+#include "tools/bench/bench_stats.hpp"
 #include "tools/traffic/m1_mix.hpp"
 
 namespace {
 
 using namespace tapwire;
+using tapwire::bench::Stats;
+using tapwire::bench::stats_of;
 using namespace tapwire::dataplane;
 using shm::WorkerCounter;
-using traffic::FrameKind;
 using SteadyClock = std::chrono::steady_clock;
+
+// The runtime directory of a --no-huge run started with our own file prefix, removed at exit
+// (rte_eal_cleanup leaves it behind).
+std::string g_own_runtime_dir;
 
 constexpr double kFloorMpps = 5.25;  // issue 3: 10 GbE of G.711 per core
 constexpr double kGoalMpps = 10.0;
@@ -123,7 +133,8 @@ void usage() {
         "  --shuffle-mbufs   give frames mbufs in random address order (no stride prefetch)\n"
         "  --seed N          traffic seed (default 1)\n"
         "  --pipeline-only   skip the baselines (for a profiler attached to the run)\n"
-        "Without EAL options: -l <first allowed cpu> --no-huge -m <sized> --no-pci.\n");
+        "Without EAL options: -l <idlest allowed cpu> --no-pci -m <sized>, on hugepages\n"
+        "(--in-memory) when enough are free, else --no-huge with a warning.\n");
 }
 
 unsigned parse_unsigned(const std::string& flag, const char* value, unsigned min, unsigned max) {
@@ -144,7 +155,10 @@ Options parse_options(const std::vector<char*>& args) {
             if (i + 1 >= args.size()) fail(a + " needs a value");
             return args[++i];
         };
-        if (a == "--quick") {
+        if (a == "--help" || a == "-h") {
+            usage();
+            std::exit(0);
+        } else if (a == "--quick") {
             o.quick = true;
         } else if (a == "--rounds") {
             o.rounds = int(parse_unsigned(a, value(), 3, 1000)), rounds_set = true;
@@ -189,7 +203,8 @@ std::uint64_t g_watch_target = 0;
 
 extern "C" void on_alarm(int) {
     const std::uint64_t* counter = g_watch.load(std::memory_order_relaxed);
-    if (counter == nullptr || *static_cast<const volatile std::uint64_t*>(counter) >= g_watch_target)
+    if (counter == nullptr ||
+        *static_cast<const volatile std::uint64_t*>(counter) >= g_watch_target)
         g_stop.store(true, std::memory_order_relaxed);
 }
 
@@ -285,15 +300,10 @@ std::uint64_t drain(rte_ring* ring) {
 
 // --- set-up helpers ----------------------------------------------------------------------
 
-struct Stats {
-    double median = 0, p10 = 0, p90 = 0;
-};
-
-Stats stats_of(std::vector<double> v) {
-    if (v.empty()) return {};
-    std::sort(v.begin(), v.end());
-    auto at = [&](double q) { return v[std::size_t(q * double(v.size() - 1) + 0.5)]; };
-    return {at(0.5), at(0.1), at(0.9)};
+std::string l3_size() {
+    std::ifstream in("/sys/devices/system/cpu/cpu0/cache/index3/size");
+    std::string size;
+    return in >> size ? size : "unknown";
 }
 
 std::string cpu_model() {
@@ -445,12 +455,6 @@ void enqueue_all(rte_ring* ring, const std::vector<rte_mbuf*>& mbufs) {
         fail("ring too small for the frames");
 }
 
-const char* const kCounterNames[] = {
-#define TAPWIRE_NAME_ITEM(name, text) #name,
-    TAPWIRE_WORKER_COUNTERS(TAPWIRE_NAME_ITEM)
-#undef TAPWIRE_NAME_ITEM
-};
-
 std::uint64_t drops_of(const shm::WorkerCounters& c) {
     return c[WorkerCounter::drop_ring_full] + c[WorkerCounter::drop_pool_empty] +
            c[WorkerCounter::drop_dialog_table_full] + c[WorkerCounter::drop_media_table_full] +
@@ -459,8 +463,8 @@ std::uint64_t drops_of(const shm::WorkerCounters& c) {
 }
 
 std::uint64_t hits_of(const shm::WorkerCounters& c) {
-    return c[WorkerCounter::hits_sip] + c[WorkerCounter::hits_rtp] +
-           c[WorkerCounter::hits_rtcp] + c[WorkerCounter::hits_ip];
+    return c[WorkerCounter::hits_sip] + c[WorkerCounter::hits_rtp] + c[WorkerCounter::hits_rtcp] +
+           c[WorkerCounter::hits_ip];
 }
 
 double pct(std::uint64_t part, std::uint64_t whole) {
@@ -486,7 +490,12 @@ int run(int argc, char** argv) {
     mc.window_ms = o.window_ms;
     mc.seed = o.seed;
     auto t_build = SteadyClock::now();
-    traffic::M1Mix mix = traffic::build_m1_mix(mc);
+    traffic::M1Mix mix;
+    try {
+        mix = traffic::build_m1_mix(mc);
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
     double build_s = std::chrono::duration<double>(SteadyClock::now() - t_build).count();
     const traffic::M1Composition& comp = mix.composition;
 
@@ -516,21 +525,25 @@ int run(int argc, char** argv) {
         // Tables (~70 MB at the production sizes), rings, pools, plus headroom. Hugepages
         // when enough are free, as in production: on 4 KiB pages the flow tables' random
         // bucket reads miss the TLB and the pipeline measured about half as fast here.
-        unsigned mb = unsigned(pools_mb + 8.0 * loop_ring_size / 1048576.0 + 160) * 5 / 4;
+        // (Measured: the defaults take ~680 MiB of hugepages for an estimate of ~690.) On
+        // hugepages -m only pre-reserves and DPDK grows past it; --no-huge gets a margin.
+        unsigned need_mb = unsigned(pools_mb + 8.0 * loop_ring_size / 1048576.0 + 160);
         unsigned free_mb = free_hugepage_mb();
+        unsigned mb = need_mb;
         eal.insert(eal.end(), {"-l", std::to_string(idlest_allowed_cpu()), "--no-pci"});
-        if (free_mb >= mb) {
+        if (free_mb >= need_mb) {
             eal.insert(eal.end(), {"--in-memory"});  // nothing left in hugetlbfs on exit
         } else {
-            eal.insert(eal.end(), {"--no-huge",
-                                   "--file-prefix=tw_bench_dp_" + std::to_string(getpid())});
+            mb = need_mb * 5 / 4;
+            eal.insert(eal.end(),
+                       {"--no-huge", "--file-prefix=tw_bench_dp_" + std::to_string(getpid())});
             memory_note = "only " + std::to_string(free_mb) + " MiB of hugepages free, " +
-                          std::to_string(mb) +
+                          std::to_string(need_mb) +
                           " MiB needed: 4 KiB pages, TLB misses inflate the pipeline's cost "
                           "(production runs on hugepages)";
         }
-        eal.insert(eal.end(), {"-m", std::to_string(mb), "--no-telemetry",
-                               "--log-level=lib.eal:error"});
+        eal.insert(eal.end(),
+                   {"-m", std::to_string(mb), "--no-telemetry", "--log-level=lib.eal:error"});
     }
     std::string eal_text;
     for (std::size_t i = 1; i < eal.size(); ++i)
@@ -541,11 +554,22 @@ int run(int argc, char** argv) {
     if (rte_eal_init(int(eal_argv.size()), eal_argv.data()) < 0)
         fail(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno));
     const double tsc_hz = double(rte_get_tsc_hz());
+    if (!split && !rte_eal_has_hugepages()) g_own_runtime_dir = rte_eal_get_runtime_dir();
 
     std::printf("EAL:      %s%s\n", eal_text.c_str(), split ? "" : "   (defaults)");
+    if (!split) {
+        std::string bench_text;
+        for (char* a : bench_args)
+            bench_text += std::string(" ") + a;
+        std::printf("reproduce: %s %s --%s\n", argv[0], eal_text.c_str(), bench_text.c_str());
+    }
     std::printf("cpu:      %s, lcore %u, TSC %.3f GHz, %s\n", cpu_model().c_str(), rte_lcore_id(),
                 tsc_hz / 1e9, rte_eal_has_hugepages() ? "hugepages" : "4 KiB pages (--no-huge)");
-    if (!memory_note.empty()) std::printf("WARNING:  %s\n", memory_note.c_str());
+    if (!rte_eal_has_hugepages())
+        std::printf("WARNING:  %s\n", memory_note.empty()
+                                          ? "4 KiB pages: TLB misses inflate the pipeline's cost "
+                                            "(production runs on hugepages)"
+                                          : memory_note.c_str());
     std::printf(
         "M1:       %u concurrent G.711 calls (214-byte RTP both ways every 20 ms, RTCP every "
         "%u s per direction), %.0f new calls/s with complete SIP dialogs (%.0f%% over TCP), "
@@ -570,9 +594,9 @@ int run(int argc, char** argv) {
         pct(comp.expected_hits, comp.frames), build_s);
     std::printf(
         "memory:   %zu mbufs (%zu with 256-byte data room, %zu with 2 KiB) = %.0f MiB of frames "
-        "in the loop (L3: see lscpu), loop ring %u slots, %s mbuf order\n",
-        small_frames + large_frames, small_frames, large_frames, working_set_mb, loop_ring_size,
-        o.shuffle_mbufs ? "shuffled" : "allocation");
+        "in the loop (L3 %s), loop ring %u slots, %s mbuf order\n",
+        small_frames + large_frames, small_frames, large_frames, working_set_mb, l3_size().c_str(),
+        loop_ring_size, o.shuffle_mbufs ? "shuffled" : "allocation");
     std::fflush(stdout);
 
     // --- what dataplane/main.cpp sets up, at its defaults (dataplane/config.cpp)
@@ -586,7 +610,8 @@ int run(int argc, char** argv) {
                                           RING_F_SP_ENQ | RING_F_SC_DEQ);
     rte_ring* warm_ring = rte_ring_create("tw_bench_warm", pow2_above(warm_chunk),
                                           int(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
-    if (!hit_ring || !loop_ring || !warm_ring) fail(std::string("rings: ") + rte_strerror(rte_errno));
+    if (!hit_ring || !loop_ring || !warm_ring)
+        fail(std::string("rings: ") + rte_strerror(rte_errno));
     const std::uint16_t port = ring_port(loop_ring, small_pool);
     const std::uint16_t warm_port = ring_port(warm_ring, large_pool);
 
@@ -712,8 +737,7 @@ int run(int argc, char** argv) {
         std::printf(
             "SANITY:   after the warm-up the tables should hold %u dialogs and %u media "
             "endpoints from %llu SIP messages\n",
-            comp.targeted_calls, comp.targeted_calls * 4,
-            (unsigned long long)comp.warmup_messages);
+            comp.targeted_calls, comp.targeted_calls * 4, (unsigned long long)comp.warmup_messages);
         sane = false;
     }
 
@@ -792,7 +816,8 @@ int run(int argc, char** argv) {
     std::printf(
         "  drops: %llu (ring full %llu, pool empty %llu, tables full %llu, TCP stream %llu, tx "
         "%llu); baseline lost %llu\n",
-        (unsigned long long)drops_of(delta), (unsigned long long)delta[WorkerCounter::drop_ring_full],
+        (unsigned long long)drops_of(delta),
+        (unsigned long long)delta[WorkerCounter::drop_ring_full],
         (unsigned long long)delta[WorkerCounter::drop_pool_empty],
         (unsigned long long)(delta[WorkerCounter::drop_dialog_table_full] +
                              delta[WorkerCounter::drop_media_table_full]),
@@ -801,13 +826,14 @@ int run(int argc, char** argv) {
     std::printf("  pipeline counters over the timed rounds:\n");
     for (std::size_t c = 0; c < shm::kWorkerCounterCount; ++c)
         if (delta.value[c] != 0)
-            std::printf("    %-24s %14llu  %7.3f%%\n", kCounterNames[c],
+            std::printf("    %-24s %14llu  %7.3f%%\n", shm::kWorkerCounterNames[c],
                         (unsigned long long)delta.value[c], pct(delta.value[c], rx));
     std::printf("  tables: %u dialogs, %u media endpoints\n", tables->dialog_count(),
                 tables->media_count());
     Stats share = stats_of(on_cpu);
     std::printf("  on-CPU share of wall time per round: median %.1f%%, worst %.1f%%\n",
-                100 * share.median, 100 * *std::min_element(on_cpu.begin(), on_cpu.end()));
+                std::min(100.0, 100 * share.median),
+                std::min(100.0, 100 * *std::min_element(on_cpu.begin(), on_cpu.end())));
     if (share.p10 < 0.95)
         std::printf(
             "WARNING:  other processes ran on the measured core; caches and memory bandwidth were "
@@ -840,5 +866,11 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    return run(argc, argv);
+    int rc = run(argc, argv);  // everything DPDK-owned is destroyed when run() returns
+    rte_eal_cleanup();
+    if (!g_own_runtime_dir.empty()) {
+        std::error_code ignored;
+        std::filesystem::remove_all(g_own_runtime_dir, ignored);
+    }
+    return rc;
 }

@@ -34,54 +34,14 @@
 #include "common/identity.hpp"
 #include "common/ip_address.hpp"
 #include "dataplane/target_set.hpp"
+#include "tools/bench/bench_stats.hpp"
 
 namespace {
 
 using namespace tapwire;
+using namespace tapwire::bench;
 using namespace tapwire::dataplane;
 using Clock = std::chrono::steady_clock;
-
-template <class T>
-inline void keep(const T& value) {
-    asm volatile("" : : "r,m"(value) : "memory");
-}
-
-struct Stats {
-    double median, p10, p90;
-};
-
-Stats stats_of(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    auto at = [&](double q) { return v[std::size_t(q * double(v.size() - 1) + 0.5)]; };
-    return {at(0.5), at(0.1), at(0.9)};
-}
-
-struct Row {
-    std::string name;
-    Stats ns;
-    Stats cycles;
-};
-
-/// Runs op(i) for i cycling over [0, items) (items a power of two), per_round times per
-/// round; per-item ns and TSC cycles.
-template <class Op>
-Row measure(const std::string& name, std::size_t items, std::size_t per_round, int rounds, Op op) {
-    const std::size_t mask = items - 1;
-    for (std::size_t i = 0; i < per_round; ++i)
-        op(i & mask);  // warm caches, branch state
-    std::vector<double> ns, cycles;
-    for (int r = 0; r < rounds; ++r) {
-        auto t0 = Clock::now();
-        std::uint64_t c0 = __rdtsc();
-        for (std::size_t i = 0; i < per_round; ++i)
-            op(i & mask);
-        std::uint64_t c1 = __rdtsc();
-        auto t1 = Clock::now();
-        ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() / double(per_round));
-        cycles.push_back(double(c1 - c0) / double(per_round));
-    }
-    return {name, stats_of(ns), stats_of(cycles)};
-}
 
 void print(const Row& r, const Row* baseline) {
     std::printf("  %-40s %9.1f %9.1f %9.1f %9.0f", r.name.c_str(), r.ns.median, r.ns.p10, r.ns.p90,

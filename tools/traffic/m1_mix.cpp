@@ -1,4 +1,5 @@
 #include "tools/traffic/m1_mix.hpp"
+#include "tools/traffic/rng.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -21,21 +22,6 @@ constexpr std::uint8_t kDscpMedia = 46;       // EF
 constexpr std::uint64_t kNtpUnixOffset = 2'208'988'800ull;
 
 // splitmix64, as in call_flow.cpp: the same bytes on every platform.
-class Rng {
-  public:
-    explicit Rng(std::uint64_t seed) : state_(seed) {}
-    std::uint64_t next() {
-        std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    std::uint32_t below(std::uint32_t n) { return n == 0 ? 0 : std::uint32_t(next() % n); }
-
-  private:
-    std::uint64_t state_;
-};
-
 std::uint64_t hash64(std::uint64_t a, std::uint64_t salt) {
     Rng r(a * 0x9e3779b97f4a7c15ull ^ salt);
     return r.next();
@@ -134,8 +120,8 @@ std::size_t rtp_frame(std::span<std::uint8_t> buf, const Leg& l, std::uint32_t n
     store_be32(rtp.data() + 8, l.ssrc);
     for (std::size_t i = 12; i < rtp.size(); ++i)
         rtp[i] = std::uint8_t(0xd5 ^ ((i + n) & 0x0f));  // low-level noise, not silence
-    return build_udp_frame(buf, l2_for(l.src, l.dst), ip_spec(l, l.ip_id0 + n),
-                           {l.sport, l.dport}, ByteSpan(rtp.data(), rtp.size()));
+    return build_udp_frame(buf, l2_for(l.src, l.dst), ip_spec(l, l.ip_id0 + n), {l.sport, l.dport},
+                           ByteSpan(rtp.data(), rtp.size()));
 }
 
 // Compound RTCP: SR with one report block, then SDES CNAME (RFC 3550 sections 6.4.1, 6.5),
@@ -268,10 +254,9 @@ M1Mix build_m1_mix(const M1Config& config) {
     comp.new_calls = new_calls;
     mix.call_targets = std::uint32_t(mix.targets.size());
     if (mix.call_targets > config.target_identities)
-        throw std::invalid_argument("M1: target_identities (" +
-                                    std::to_string(config.target_identities) +
-                                    ") is below the number of targeted calls (" +
-                                    std::to_string(mix.call_targets) + ")");
+        throw std::invalid_argument(
+            "M1: target_identities (" + std::to_string(config.target_identities) +
+            ") is below the number of targeted calls (" + std::to_string(mix.call_targets) + ")");
     static constexpr const char* kDomains[] = {"ims1.carrier.example", "ims2.carrier.example",
                                                "voip.partner.example", "pbx.customer.example"};
     for (std::uint32_t f = 0; mix.targets.size() < config.target_identities; ++f) {
