@@ -97,7 +97,7 @@ def run_dataplane(build, prefix, vdevs, config, targets_path, hits_path, telemet
         t = subprocess.run(["dpdk-telemetry.py", "-f", prefix], input=telemetry + "\n",
                            capture_output=True, text=True, timeout=30)
         reply = t.stdout
-    dump = subprocess.run([f"{build}/tools/tapwire-hitdump", "-l", "1", "--proc-type=secondary",
+    dump = subprocess.run([f"{build}/tools/tapwire-hitdump", "-l", "1", "--no-pci", "--proc-type=secondary",
                            "--file-prefix", prefix, "--log-level=lib.eal:warning", "--",
                            "--out", hits_path], capture_output=True, text=True, timeout=180)
     rest = dataplane.communicate(timeout=180)[0]
