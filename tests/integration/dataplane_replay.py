@@ -277,6 +277,23 @@ def check_hostile(build, workdir, prefix):
           f"drop_tcp_stream {counters['drop_tcp_stream']}")
 
 
+def check_device_settings(build, workdir, prefix):
+    """Settings that the device cannot honour stop the start with a message naming them."""
+    pcap, _, targets_path = generate(build, "basic", 1, workdir)
+    for config, expect in (
+            ('ports { name: "net_pcap0" rx_queues: 4 }', "ports[0].rx_queues: 4 configured but net_pcap0"),
+            ('ports { name: "net_pcap9" }', "ports[0].name: no DPDK device 'net_pcap9'; devices present: net_pcap0"),
+            ('ports { name: "net_pcap0" } workers: 3', "workers: 3 configured but the EAL gave 1")):
+        r = subprocess.run([f"{build}/dataplane/tapwire-dataplane", "-l", "0-1", "--no-pci", "--no-huge",
+                            "-m", "512", "--file-prefix", prefix, "--log-level=lib.eal:error",
+                            f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=0", "--",
+                            "--config-text", config, "--targets", targets_path],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 1 or expect not in r.stderr:
+            raise Failure(f"config {config!r}: rc={r.returncode}, wanted '{expect}' in:\n{r.stderr}")
+    print("device settings: 3 bad settings refused with their names")
+
+
 def cleanup(prefix):
     shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
     for f in os.listdir("/dev/hugepages"):
@@ -293,7 +310,8 @@ def main():
     cases = [(f"replay {n}", lambda w, p, n=n, seed=seed: check(n, *run_scenario(build, n, seed, w, p)))
              for n, seed in (("demo", 1), ("mix", 3))]
     cases += [("inline", lambda w, p: check_inline(build, w, p)),
-              ("hostile", lambda w, p: check_hostile(build, w, p))]
+              ("hostile", lambda w, p: check_hostile(build, w, p)),
+              ("device settings", lambda w, p: check_device_settings(build, w, p))]
     with tempfile.TemporaryDirectory(prefix="tw-replay-") as workdir:
         for i, (label, case) in enumerate(cases):
             prefix = f"tw_it_{os.getpid()}_{i}"
