@@ -977,6 +977,11 @@ SipFrame frame_sip_stream(std::string_view buffered, const SipLimits& limits) no
     return f;
 }
 
+bool is_sip_keepalive(std::string_view payload) noexcept {
+    return !payload.empty() &&
+           payload.find_first_not_of(std::string_view("\r\n \t\0", 5)) == std::string_view::npos;
+}
+
 bool looks_like_sip(std::string_view text) noexcept {
     if (text.size() >= 8 && text.substr(0, 8) == "SIP/2.0 ") return true;
     // Method: 2 to 16 upper-case letters, then SP, then a URI scheme's first letter. The

@@ -146,4 +146,8 @@ SipFrame frame_sip_stream(std::string_view buffered, const SipLimits& limits = {
 /// a space, checked on the first bytes only. The cheap first-line test for classification.
 bool looks_like_sip(std::string_view text) noexcept;
 
+/// True for a keep-alive, which is not a SIP message: CRLF (RFC 5626 section 3.5.1), or the
+/// runs of spaces or NULs that some UAs send to hold NAT bindings open. Empty is not one.
+bool is_sip_keepalive(std::string_view payload) noexcept;
+
 }  // namespace tapwire

@@ -218,8 +218,8 @@ void Worker::flush_hits() noexcept {
 
 void Worker::on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet, ByteSpan frame,
                     std::uint16_t payload_offset, std::uint64_t now) noexcept {
-    if (text.find_first_not_of(std::string_view("\r\n \t\0", 5)) == std::string_view::npos) {
-        count(WorkerCounter::sip_keepalives);  // CRLF (RFC 5626) or NAT keep-alive spaces
+    if (is_sip_keepalive(text)) {
+        count(WorkerCounter::sip_keepalives);
         return;
     }
     SipMessage msg;

@@ -2301,3 +2301,12 @@ TEST_CASE("to_string and parse_method", "[sip]") {
     CHECK(parse_method("") == SipMethod::Other);
     CHECK(parse_method("OTHER") == SipMethod::Other);
 }
+
+TEST_CASE("keep-alives: CRLF and NAT-binding spaces, not SIP", "[sip]") {
+    CHECK(tapwire::is_sip_keepalive("\r\n\r\n"));
+    CHECK(tapwire::is_sip_keepalive("\r\n"));
+    CHECK(tapwire::is_sip_keepalive("     "));  // seen in sngrep's aaa.pcap
+    CHECK(tapwire::is_sip_keepalive(std::string_view("\0\0\0\0", 4)));
+    CHECK_FALSE(tapwire::is_sip_keepalive(""));
+    CHECK_FALSE(tapwire::is_sip_keepalive("\r\nOPTIONS sip:a SIP/2.0\r\n\r\n"));
+}

@@ -98,10 +98,7 @@ PacketClass Inspector::on_udp(const Endpoint& src, const Endpoint& dst, ByteSpan
                               std::string& detail) {
     std::string_view text = as_text(payload);
     if (is_sip_port(src.port) || is_sip_port(dst.port) || looks_like_sip(text)) {
-        // Keep-alives are not SIP messages: CRLF (RFC 5626 section 3.5.1), and the runs of
-        // spaces or NULs that some UAs send to hold NAT bindings open.
-        if (text.find_first_not_of(std::string_view("\r\n \t\0", 5)) == std::string_view::npos)
-            return PacketClass::SipKeepalive;
+        if (is_sip_keepalive(text)) return PacketClass::SipKeepalive;
         return on_sip_text(text, src, dst, detail);
     }
     for (const Endpoint* e : {&dst, &src}) {
