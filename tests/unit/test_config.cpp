@@ -2,6 +2,7 @@
 // refused with a message that names it.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <string>
 
 #include "dataplane/config.hpp"
@@ -56,4 +57,16 @@ TEST_CASE("syntax errors point at file, line and column", "[config]") {
     INFO(error);
     CHECK(error.rfind("dp.conf:3:", 0) == 0);
     CHECK(error.find("bogus_field") != std::string::npos);
+}
+
+TEST_CASE("the shipped sample configuration is valid", "[config]") {
+    const char* src = std::getenv("TAPWIRE_SOURCE_DIR");
+    REQUIRE(src != nullptr);
+    Config c;
+    std::string error =
+        tapwire::dataplane::load_config(std::string(src) + "/dataplane/tapwire-dataplane.conf", c);
+    INFO(error);
+    CHECK(error.empty());
+    CHECK(c.ports_size() == 2);
+    CHECK(c.workers() == 4);
 }
