@@ -1,0 +1,224 @@
+// tapwire-controlplane: the gRPC management server (Warrants, Destinations, health,
+// reflection) over the SQLite state and the audit trail. Mutual TLS is the only mode for
+// production; plaintext exists behind --insecure-plaintext-development-only.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "controlplane/service.hpp"
+
+namespace {
+
+namespace cp = tapwire::controlplane;
+
+constexpr const char* kUsage =
+    "usage: tapwire-controlplane --listen ADDR:PORT --state-dir DIR --authority-keys DIR\n"
+    "         --tls-cert PEM --tls-key PEM --client-ca PEM --roles FILE --audit-key PEM\n"
+    "  --listen ADDR:PORT       management listener (port 0: pick one, printed on stdout)\n"
+    "  --state-dir DIR          state.db (SQLite), audit.log, targets-digest.key\n"
+    "  --authority-keys DIR     issuing authorities' Ed25519 public keys, <key_id>.pem\n"
+    "  --tls-cert/--tls-key     the server certificate and its key\n"
+    "  --client-ca PEM          CA that client certificates must chain to\n"
+    "  --roles FILE             '<client certificate CN> provisioner|auditor|operator' lines\n"
+    "  --audit-key PEM          Ed25519 private key that signs audit checkpoints\n"
+    "  --checkpoint-interval N  audit checkpoint every N records (default 1000)\n"
+    "  --insecure-plaintext-development-only\n"
+    "                           no TLS, no client authentication: every caller is a\n"
+    "                           provisioner. NEVER in production.\n";
+
+int usage_error(const std::string& message) {
+    std::fprintf(stderr, "tapwire-controlplane: %s\n%s", message.c_str(), kUsage);
+    return 2;
+}
+
+int fail(const std::string& message) {
+    std::fprintf(stderr, "tapwire-controlplane: %s\n", message.c_str());
+    return 1;
+}
+
+bool read_file(const std::string& path, std::string& out, std::string& error) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        error = path + ": cannot read (" + std::strerror(errno) + ")";
+        return false;
+    }
+    std::ostringstream s;
+    s << in.rdbuf();
+    out = s.str();
+    return true;
+}
+
+// The secret that keys the target digests in audit records: made once per appliance (mode
+// 0600) so that digests of the same targets compare equal across restarts.
+bool digest_key(const std::string& path, std::string& key, std::string& error) {
+    if (::access(path.c_str(), F_OK) == 0) return read_file(path, key, error);
+    unsigned char raw[32];
+    std::ifstream rnd("/dev/urandom", std::ios::binary);
+    if (!rnd.read(reinterpret_cast<char*>(raw), sizeof raw)) {
+        error = "/dev/urandom: cannot read";
+        return false;
+    }
+    key = cp::to_hex(raw);
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 || ::write(fd, key.data(), key.size()) != ssize_t(key.size()) || ::fsync(fd) != 0) {
+        error = path + ": cannot write (" + std::strerror(errno) + ")";
+        if (fd >= 0) ::close(fd);
+        return false;
+    }
+    ::close(fd);
+    return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string listen, state_dir, tls_cert, tls_key, client_ca, authority_dir, roles_file,
+        audit_key_file;
+    std::uint32_t checkpoint_interval = 1000;
+    bool insecure = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&](std::string& out) {
+            if (i + 1 >= argc) return false;
+            out = argv[++i];
+            return true;
+        };
+        bool ok = true;
+        if (a == "--help" || a == "-h") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        } else if (a == "--listen") {
+            ok = value(listen);
+        } else if (a == "--state-dir") {
+            ok = value(state_dir);
+        } else if (a == "--tls-cert") {
+            ok = value(tls_cert);
+        } else if (a == "--tls-key") {
+            ok = value(tls_key);
+        } else if (a == "--client-ca") {
+            ok = value(client_ca);
+        } else if (a == "--authority-keys") {
+            ok = value(authority_dir);
+        } else if (a == "--roles") {
+            ok = value(roles_file);
+        } else if (a == "--audit-key") {
+            ok = value(audit_key_file);
+        } else if (a == "--checkpoint-interval") {
+            std::string n;
+            ok = value(n);
+            if (ok) {
+                char* end = nullptr;
+                const unsigned long v = std::strtoul(n.c_str(), &end, 10);
+                if (n.empty() || *end != '\0' || v > 1000000) {
+                    return usage_error("--checkpoint-interval: 0..1000000");
+                }
+                checkpoint_interval = std::uint32_t(v);
+            }
+        } else if (a == "--insecure-plaintext-development-only") {
+            insecure = true;
+        } else {
+            return usage_error("unknown argument " + a);
+        }
+        if (!ok) return usage_error(a + " needs a value");
+    }
+    if (listen.empty()) return usage_error("--listen is required");
+    if (state_dir.empty()) return usage_error("--state-dir is required");
+    if (authority_dir.empty()) return usage_error("--authority-keys is required");
+    if (!insecure) {
+        if (tls_cert.empty() || tls_key.empty() || client_ca.empty()) {
+            return usage_error("--tls-cert, --tls-key and --client-ca are required (mutual TLS)");
+        }
+        if (roles_file.empty()) return usage_error("--roles is required");
+        if (audit_key_file.empty()) return usage_error("--audit-key is required");
+    }
+
+    if (insecure) {
+        std::fprintf(stderr,
+                     "\n"
+                     "**********************************************************************\n"
+                     "*  WARNING: --insecure-plaintext-development-only                     *\n"
+                     "*  gRPC WITHOUT TLS AND WITHOUT CLIENT AUTHENTICATION.                *\n"
+                     "*  Every caller is a provisioner. Warrants travel in clear text.      *\n"
+                     "*  NEVER USE THIS ON A PRODUCTION OR NETWORK-REACHABLE LISTENER.      *\n"
+                     "**********************************************************************\n\n");
+    }
+
+    if (::mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        return fail(state_dir + ": cannot create (" + std::strerror(errno) + ")");
+    }
+
+    std::string error;
+    cp::AuthorityKeys keys;
+    if (auto e = keys.load_directory(authority_dir); !e.empty()) return fail(e);
+
+    cp::ServiceContext ctx;
+    if (!roles_file.empty()) {
+        if (auto e = cp::load_role_map(roles_file, ctx.roles); !e.empty()) return fail(e);
+    }
+    if (!digest_key(state_dir + "/targets-digest.key", ctx.targets_digest_key, error)) {
+        return fail(error);
+    }
+
+    auto store = cp::Store::open(state_dir + "/state.db", error);
+    if (!store) return fail(error);
+
+    cp::AuditLogOptions audit_options;
+    audit_options.path = state_dir + "/audit.log";
+    audit_options.checkpoint_interval = checkpoint_interval;
+    if (!audit_key_file.empty()) {
+        auto key = cp::AuditKey::load_pem_file(audit_key_file);
+        if (!key) return fail(audit_key_file + ": " + key.status.message);
+        if (!key->has_private()) return fail(audit_key_file + ": not a private key");
+        audit_options.signing_key = std::move(*key);
+    } else {
+        std::fprintf(stderr,
+                     "tapwire-controlplane: WARNING: no --audit-key, the audit trail "
+                     "has no signed checkpoints\n");
+    }
+    auto audit = cp::AuditLog::open(std::move(audit_options));
+    if (!audit) return fail("audit log: " + audit.status.message);
+
+    ctx.store = store.get();
+    ctx.audit = audit->get();
+    ctx.authority_keys = &keys;
+    ctx.insecure_development = insecure;
+
+    cp::ServerOptions options;
+    options.listen = listen;
+    options.insecure_development = insecure;
+    if (!insecure && (!read_file(tls_cert, options.tls_cert_pem, error) ||
+                      !read_file(tls_key, options.tls_key_pem, error) ||
+                      !read_file(client_ca, options.client_ca_pem, error))) {
+        return fail(error);
+    }
+
+    // Signals are taken synchronously by this thread; gRPC's threads inherit the mask.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+    auto server = cp::ControlPlaneServer::start(options, ctx, error);
+    if (!server) return fail(error);
+    std::printf("tapwire-controlplane: listening on %s (port %d, %s), %zu authority key(s)\n",
+                listen.c_str(), server->port(),
+                insecure ? "PLAINTEXT DEVELOPMENT MODE" : "mutual TLS", keys.size());
+    std::fflush(stdout);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    std::fprintf(stderr, "tapwire-controlplane: %s, shutting down\n", strsignal(sig));
+    server->server().Shutdown();
+    server->server().Wait();
+    if (auto st = (*audit)->close(); !st) return fail("audit log close: " + st.message);
+    return 0;
+}
