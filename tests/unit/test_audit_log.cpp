@@ -22,27 +22,16 @@
 #include <vector>
 
 #include "controlplane/audit_log.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace {
+
+using tapwire::test::TempDir;
 
 using namespace tapwire::controlplane;
 namespace fs = std::filesystem;
 
 constexpr std::int64_t kStartUs = 1772366400LL * 1000000;  // 2026-03-01T12:00:00Z
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "tapwire-audit-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // Ed25519 key pair straight from OpenSSL (EVP_PKEY_keygen), handed over as PEM text, so the
 // PEM loading path of AuditKey is exercised as the appliance uses it.

@@ -20,32 +20,17 @@
 #include <vector>
 
 #include "controlplane/store.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace {
+
+using tapwire::test::TempDir;
 
 using namespace tapwire;
 using namespace tapwire::controlplane;
 
 constexpr std::int64_t kSecond = 1'000'000'000;
 constexpr std::int64_t kT0 = 1'700'000'000 * kSecond;  // 2023-11-14, an arbitrary "now"
-
-class TempDir {
-  public:
-    TempDir() {
-        const char* base = std::getenv("TMPDIR");
-        std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/test_store.XXXXXX";
-        REQUIRE(mkdtemp(pattern.data()) != nullptr);
-        path_ = pattern;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-  private:
-    std::string path_;
-};
 
 std::unique_ptr<Store> open_store(const std::string& path, const StoreOptions& options = {}) {
     std::string error;

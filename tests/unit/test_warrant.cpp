@@ -23,8 +23,11 @@
 #include <vector>
 
 #include "controlplane/warrant.hpp"
+#include "tests/unit/temp_dir.hpp"
 
 namespace {
+
+using tapwire::test::TempDir;
 
 namespace cp = tapwire::controlplane;
 namespace v1 = tapwire::v1;
@@ -101,20 +104,6 @@ std::function<void(v1::Warrant&)> target(int i, v1::IdentityType type, std::stri
         w.mutable_targets(i)->set_value(value);
     };
 }
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "tapwire-warrant-XXXXXX").string();
-        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 void write_text(const std::string& path, const std::string& text) {
     std::ofstream out(path, std::ios::binary);
