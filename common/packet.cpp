@@ -23,13 +23,6 @@ const char* to_string(PacketError e) noexcept {
 
 namespace {
 
-constexpr std::size_t kEthernetHeader = 14;
-constexpr std::size_t kVlanTag = 4;
-constexpr std::size_t kIpv4MinHeader = 20;
-constexpr std::size_t kIpv6Header = 40;
-constexpr std::size_t kUdpHeader = 8;
-constexpr std::size_t kTcpMinHeader = 20;
-constexpr std::size_t kIpv6FragmentHeader = 8;
 constexpr std::size_t kMaxIpv6Extensions = 8;
 constexpr std::size_t kMaxOffset = 0xFFFF;  // PacketInfo offsets are 16-bit
 
@@ -78,30 +71,31 @@ PacketError parse_l4(const std::uint8_t* base, std::size_t off, std::size_t len,
     const std::uint8_t* l4 = base + off;
     if (proto == kIpProtoUdp) {
         // RFC 768: 8-byte header; Length counts header and data.
-        if (len < kUdpHeader) [[unlikely]]
+        if (len < kUdpHeaderSize) [[unlikely]]
             return first_fragment ? PacketError::Ok : PacketError::UdpTruncated;
         const std::size_t ulen = load_be16(l4 + 4);
-        if (ulen < kUdpHeader || (ulen > len && !first_fragment)) [[unlikely]]
+        if (ulen < kUdpHeaderSize || (ulen > len && !first_fragment)) [[unlikely]]
             return PacketError::UdpBadLength;
         out.has_l4 = true;
         out.l4_offset = static_cast<std::uint16_t>(off);
         out.src_port = load_be16(l4);
         out.dst_port = load_be16(l4 + 2);
-        out.payload_offset = static_cast<std::uint16_t>(off + kUdpHeader);
+        out.payload_offset = static_cast<std::uint16_t>(off + kUdpHeaderSize);
         // Bytes past the UDP length are not UDP data; a first fragment holds only part.
-        out.payload_length = static_cast<std::uint16_t>((ulen < len ? ulen : len) - kUdpHeader);
+        out.payload_length = static_cast<std::uint16_t>((ulen < len ? ulen : len) - kUdpHeaderSize);
         return PacketError::Ok;
     }
     if (proto == kIpProtoTcp) {
         // RFC 9293 section 3.1: Data Offset in 32-bit words, at least 5, within the segment.
-        if (len < kTcpMinHeader) [[unlikely]]
+        if (len < kTcpMinHeaderSize) [[unlikely]]
             return first_fragment ? PacketError::Ok : PacketError::TcpTruncated;
         const std::size_t doff = static_cast<std::size_t>(l4[12] >> 4) * 4;
-        if (doff < kTcpMinHeader) [[unlikely]]
+        if (doff < kTcpMinHeaderSize) [[unlikely]]
             return PacketError::TcpBadDataOffset;
         if (doff > len) [[unlikely]]
             return first_fragment ? PacketError::Ok : PacketError::TcpBadDataOffset;
-        if (doff > kTcpMinHeader && !options_valid(l4 + kTcpMinHeader, doff - kTcpMinHeader))
+        if (doff > kTcpMinHeaderSize &&
+            !options_valid(l4 + kTcpMinHeaderSize, doff - kTcpMinHeaderSize))
             return PacketError::TcpBadOptions;
         out.has_l4 = true;
         out.l4_offset = static_cast<std::uint16_t>(off);
@@ -123,12 +117,12 @@ PacketError parse_ipv4(const std::uint8_t* base, std::size_t size, std::size_t l
     const std::uint8_t* ip = base + l3;
     const std::size_t avail = size - l3;
     // RFC 791 section 3.1: Version 4, IHL >= 5 words, Total Length covers the header.
-    if (avail < kIpv4MinHeader) [[unlikely]]
+    if (avail < kIpv4MinHeaderSize) [[unlikely]]
         return PacketError::Ipv4Truncated;
     if ((ip[0] >> 4) != 4) [[unlikely]]
         return PacketError::Ipv4BadVersion;
     const std::size_t ihl = static_cast<std::size_t>(ip[0] & 0x0F) * 4;
-    if (ihl < kIpv4MinHeader) [[unlikely]]
+    if (ihl < kIpv4MinHeaderSize) [[unlikely]]
         return PacketError::Ipv4BadHeaderLength;
     if (ihl > avail) [[unlikely]]
         return PacketError::Ipv4Truncated;
@@ -143,7 +137,8 @@ PacketError parse_ipv4(const std::uint8_t* base, std::size_t size, std::size_t l
         return PacketError::Ipv4BadTotalLength;
     if (l3 + total > kMaxOffset) [[unlikely]]
         return PacketError::PacketTooLarge;
-    if (ihl > kIpv4MinHeader && !options_valid(ip + kIpv4MinHeader, ihl - kIpv4MinHeader))
+    if (ihl > kIpv4MinHeaderSize &&
+        !options_valid(ip + kIpv4MinHeaderSize, ihl - kIpv4MinHeaderSize))
         return PacketError::Ipv4BadOptions;
 
     const std::size_t payload_len = total - ihl;
@@ -184,16 +179,16 @@ PacketError parse_ipv6(const std::uint8_t* base, std::size_t size, std::size_t l
     const std::uint8_t* ip = base + l3;
     const std::size_t avail = size - l3;
     // RFC 8200 section 3: fixed 40-byte header, Payload Length counts what follows it.
-    if (avail < kIpv6Header) [[unlikely]]
+    if (avail < kIpv6HeaderSize) [[unlikely]]
         return PacketError::Ipv6Truncated;
     if ((ip[0] >> 4) != 6) [[unlikely]]
         return PacketError::Ipv6BadVersion;
     const std::size_t plen = load_be16(ip + 4);
     std::uint8_t nh = ip[6];
     // Payload Length 0 with Hop-by-Hop is a jumbogram (RFC 2675), not supported.
-    if (kIpv6Header + plen > avail || (plen == 0 && nh == kIpProtoHopByHop)) [[unlikely]]
+    if (kIpv6HeaderSize + plen > avail || (plen == 0 && nh == kIpProtoHopByHop)) [[unlikely]]
         return PacketError::Ipv6BadPayloadLength;
-    const std::size_t end = kIpv6Header + plen;  // relative to ip
+    const std::size_t end = kIpv6HeaderSize + plen;  // relative to ip
     if (l3 + end > kMaxOffset) [[unlikely]]
         return PacketError::PacketTooLarge;
 
@@ -205,7 +200,7 @@ PacketError parse_ipv6(const std::uint8_t* base, std::size_t size, std::size_t l
     set_v6(out.dst_ip, ip + 24);
 
     // RFC 8200 section 4: walk the extension-header chain to the upper-layer header.
-    std::size_t pos = kIpv6Header;
+    std::size_t pos = kIpv6HeaderSize;
     std::size_t count = 0;
     bool fragment_seen = false;
     bool first_fragment = false;
@@ -231,15 +226,15 @@ PacketError parse_ipv6(const std::uint8_t* base, std::size_t size, std::size_t l
                 // Section 4.5. At most once per packet (section 4.1).
                 if (fragment_seen) return PacketError::Ipv6BadFragment;
                 fragment_seen = true;
-                if (end - pos < kIpv6FragmentHeader) return PacketError::Ipv6ExtensionTruncated;
+                if (end - pos < kIpv6FragmentHeaderSize) return PacketError::Ipv6ExtensionTruncated;
                 if (++count > kMaxIpv6Extensions) return PacketError::Ipv6TooManyExtensions;
                 const std::uint16_t word = load_be16(ip + pos + 2);
                 const std::size_t offset = word & 0xFFF8;  // 13-bit units of 8 = bytes
                 const bool more = (word & 1) != 0;
                 const std::uint8_t next = ip[pos];
                 out.fragment_id = load_be32(ip + pos + 4);
-                const std::size_t unfragmentable = pos - kIpv6Header;
-                pos += kIpv6FragmentHeader;
+                const std::size_t unfragmentable = pos - kIpv6HeaderSize;
+                pos += kIpv6FragmentHeaderSize;
                 const std::size_t data_len = end - pos;
                 // Section 4.5: non-last fragments carry a multiple of 8 bytes, and the
                 // reassembled Payload Length (unfragmentable headers, which drop the
@@ -291,20 +286,20 @@ PacketError parse_frame(ByteSpan frame, PacketInfo& out) noexcept {
     reset(out);
     const std::uint8_t* p = frame.data();
     const std::size_t size = frame.size();
-    if (size < kEthernetHeader) [[unlikely]]
+    if (size < kEthernetHeaderSize) [[unlikely]]
         return PacketError::EthernetTruncated;
     std::uint16_t type = load_be16(p + 12);
-    std::size_t off = kEthernetHeader;
+    std::size_t off = kEthernetHeaderSize;
     // IEEE 802.1Q tags: TPID (0x8100, or 0x88A8 / legacy 0x9100 for the 802.1ad outer tag)
     // then TCI. Any TPID is accepted in either position: 0x8100/0x8100 stacking is common.
     if (is_vlan_tpid(type)) {
         for (;;) {
             if (out.vlan_count == PacketInfo::kMaxVlanTags) return PacketError::TooManyVlanTags;
-            if (size - off < kVlanTag) return PacketError::VlanTruncated;
+            if (size - off < kVlanTagSize) return PacketError::VlanTruncated;
             // The VLAN id is the low 12 bits of the TCI (above them: PCP and DEI).
             out.vlan_ids[out.vlan_count++] = load_be16(p + off) & 0x0FFF;
             type = load_be16(p + off + 2);
-            off += kVlanTag;
+            off += kVlanTagSize;
             if (!is_vlan_tpid(type)) break;
         }
     }

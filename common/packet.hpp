@@ -4,6 +4,7 @@
 // out-of-bounds read.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "common/bytes.hpp"
@@ -66,6 +67,15 @@ enum EtherType : std::uint16_t {
     kEtherTypeQinQ = 0x88A8,
     kEtherTypeQinQOld = 0x9100,
 };
+
+/// Fixed wire sizes of the headers, in bytes (writers and readers share them).
+inline constexpr std::size_t kEthernetHeaderSize = 14;
+inline constexpr std::size_t kVlanTagSize = 4;
+inline constexpr std::size_t kIpv4MinHeaderSize = 20;
+inline constexpr std::size_t kIpv6HeaderSize = 40;
+inline constexpr std::size_t kIpv6FragmentHeaderSize = 8;
+inline constexpr std::size_t kUdpHeaderSize = 8;
+inline constexpr std::size_t kTcpMinHeaderSize = 20;
 
 /// TCP flag bits (RFC 9293 section 3.1).
 enum TcpFlag : std::uint8_t {

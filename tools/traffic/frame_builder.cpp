@@ -10,12 +10,6 @@ namespace tapwire::traffic {
 namespace {
 
 // Wire constants are the parser's (common/packet.hpp): writer and reader share one list.
-constexpr std::size_t kEthernetHeader = 14;
-constexpr std::size_t kIpv4Header = 20;
-constexpr std::size_t kIpv6Header = 40;
-constexpr std::size_t kIpv6FragmentHeader = 8;
-constexpr std::size_t kUdpHeader = 8;
-constexpr std::size_t kTcpHeader = 20;
 constexpr std::size_t kMinFrame = 60;
 constexpr std::size_t kMaxIpPacket = 65535;
 
@@ -24,15 +18,15 @@ bool valid_pair(const IpSpec& ip) noexcept {
 }
 
 std::size_t ip_header_bytes(IpFamily family) noexcept {
-    return family == IpFamily::V4 ? kIpv4Header : kIpv6Header;
+    return family == IpFamily::V4 ? kIpv4MinHeaderSize : kIpv6HeaderSize;
 }
 
 std::size_t l2_bytes(const L2Spec& l2) noexcept {
-    return kEthernetHeader + l2.vlans.header_bytes();
+    return kEthernetHeaderSize + l2.vlans.header_bytes();
 }
 
 std::size_t tcp_header_bytes(const TcpSpec& tcp) noexcept {
-    return kTcpHeader + (tcp.mss_option != 0 ? 4 : 0);
+    return kTcpMinHeaderSize + (tcp.mss_option != 0 ? 4 : 0);
 }
 
 // Writes MACs, VLAN tags and the EtherType; returns the L3 offset.
@@ -57,7 +51,7 @@ void write_ipv4(std::uint8_t* p, const IpSpec& ip, std::uint8_t proto, std::size
                 std::uint16_t frag_field) noexcept {
     p[0] = 0x45;
     p[1] = std::uint8_t(ip.dscp << 2);
-    store_be16(p + 2, std::uint16_t(kIpv4Header + payload));
+    store_be16(p + 2, std::uint16_t(kIpv4MinHeaderSize + payload));
     store_be16(p + 4, std::uint16_t(ip.id));
     store_be16(p + 6, frag_field);
     p[8] = ip.ttl;
@@ -65,7 +59,7 @@ void write_ipv4(std::uint8_t* p, const IpSpec& ip, std::uint8_t proto, std::size
     store_be16(p + 10, 0);
     std::memcpy(p + 12, ip.src.bytes.data(), 4);
     std::memcpy(p + 16, ip.dst.bytes.data(), 4);
-    store_be16(p + 10, internet_checksum(ByteSpan(p, kIpv4Header)));
+    store_be16(p + 10, internet_checksum(ByteSpan(p, kIpv4MinHeaderSize)));
 }
 
 // IPv6 fixed header (RFC 8200 section 3).
@@ -84,19 +78,19 @@ std::size_t write_ip(std::uint8_t* p, const IpSpec& ip, std::uint8_t proto,
                      std::size_t payload) noexcept {
     if (ip.src.is_v4()) {
         write_ipv4(p, ip, proto, payload, ip.dont_fragment ? 0x4000 : 0);
-        return kIpv4Header;
+        return kIpv4MinHeaderSize;
     }
     write_ipv6(p, ip, proto, payload);
-    return kIpv6Header;
+    return kIpv6HeaderSize;
 }
 
 void write_udp(std::uint8_t* p, const IpSpec& ip, const UdpSpec& udp, ByteSpan payload) noexcept {
-    std::size_t len = kUdpHeader + payload.size();
+    std::size_t len = kUdpHeaderSize + payload.size();
     store_be16(p, udp.src_port);
     store_be16(p + 2, udp.dst_port);
     store_be16(p + 4, std::uint16_t(len));
     store_be16(p + 6, 0);
-    if (!payload.empty()) std::memcpy(p + kUdpHeader, payload.data(), payload.size());
+    if (!payload.empty()) std::memcpy(p + kUdpHeaderSize, payload.data(), payload.size());
     std::uint16_t sum = internet_checksum(
         ByteSpan(p, len), pseudo_header_sum(ip.src, ip.dst, kIpProtoUdp, std::uint32_t(len)));
     // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
@@ -168,7 +162,7 @@ std::uint32_t pseudo_header_sum(const IpAddress& src, const IpAddress& dst, std:
 }
 
 std::size_t udp_frame_size(const L2Spec& l2, IpFamily family, std::size_t payload) noexcept {
-    return l2_bytes(l2) + ip_header_bytes(family) + kUdpHeader + payload;
+    return l2_bytes(l2) + ip_header_bytes(family) + kUdpHeaderSize + payload;
 }
 
 std::size_t tcp_frame_size(const L2Spec& l2, IpFamily family, const TcpSpec& tcp,
@@ -179,7 +173,7 @@ std::size_t tcp_frame_size(const L2Spec& l2, IpFamily family, const TcpSpec& tcp
 std::size_t build_udp_frame(std::span<std::uint8_t> buf, const L2Spec& l2, const IpSpec& ip,
                             const UdpSpec& udp, ByteSpan payload) noexcept {
     if (!valid_pair(ip)) return 0;
-    std::size_t l4 = kUdpHeader + payload.size();
+    std::size_t l4 = kUdpHeaderSize + payload.size();
     if (ip_header_bytes(ip.src.family) + l4 > kMaxIpPacket && ip.src.is_v4()) return 0;
     if (l4 > kMaxIpPacket) return 0;
     std::size_t len = udp_frame_size(l2, ip.src.family, payload.size());
@@ -281,14 +275,15 @@ std::vector<std::vector<std::uint8_t>> build_udp_fragments(const L2Spec& l2, con
     std::vector<std::vector<std::uint8_t>> frames;
     if (!valid_pair(ip)) return frames;
     bool v4 = ip.src.is_v4();
-    std::size_t datagram_len = kUdpHeader + payload.size();
-    if (datagram_len > kMaxIpPacket - (v4 ? kIpv4Header : 0)) return frames;
+    std::size_t datagram_len = kUdpHeaderSize + payload.size();
+    if (datagram_len > kMaxIpPacket - (v4 ? kIpv4MinHeaderSize : 0)) return frames;
     if (ip_header_bytes(ip.src.family) + datagram_len <= mtu) {
         frames.emplace_back();
         if (!build_udp_frame(frames.back(), l2, ip, udp, payload)) frames.clear();
         return frames;
     }
-    std::size_t per_fragment_header = v4 ? kIpv4Header : kIpv6Header + kIpv6FragmentHeader;
+    std::size_t per_fragment_header =
+        v4 ? kIpv4MinHeaderSize : kIpv6HeaderSize + kIpv6FragmentHeaderSize;
     if (mtu < per_fragment_header + 8) return frames;
     // Every fragment but the last carries a multiple of 8 bytes (RFC 791, RFC 8200 4.5).
     std::size_t max_data = (mtu - per_fragment_header) & ~std::size_t(7);
@@ -309,16 +304,16 @@ std::vector<std::vector<std::uint8_t>> build_udp_fragments(const L2Spec& l2, con
             // DF must be clear on a fragment; offset in 8-byte units (RFC 791 section 3.1).
             std::uint16_t field = std::uint16_t((more ? 0x2000 : 0) | (off / 8));
             write_ipv4(p + pos, ip, kIpProtoUdp, n, field);
-            pos += kIpv4Header;
+            pos += kIpv4MinHeaderSize;
         } else {
-            write_ipv6(p + pos, ip, kIpProtoFragment, kIpv6FragmentHeader + n);
-            pos += kIpv6Header;
+            write_ipv6(p + pos, ip, kIpProtoFragment, kIpv6FragmentHeaderSize + n);
+            pos += kIpv6HeaderSize;
             std::uint8_t* fh = p + pos;
             fh[0] = kIpProtoUdp;
             fh[1] = 0;
             store_be16(fh + 2, std::uint16_t(off | (more ? 1 : 0)));  // offset<<3 == off
             store_be32(fh + 4, ip.id);
-            pos += kIpv6FragmentHeader;
+            pos += kIpv6FragmentHeaderSize;
         }
         std::memcpy(p + pos, datagram.data() + off, n);
     }
