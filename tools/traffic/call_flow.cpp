@@ -413,6 +413,22 @@ SipMessage make_response(const Dialog& d, const Transaction& txn, int code, cons
     return m;
 }
 
+// A request on the INVITE's branch with only the proxy's Via: CANCEL (RFC 3261 section
+// 9.1) and the ACK of a non-2xx final response (section 17.1.1.3), sent hop by hop.
+SipMessage same_branch_request(const Dialog& d, const Transaction& invite, const char* method,
+                               bool to_tag) {
+    SipMessage m;
+    m.start_line = std::string(method) + " " + d.request_uri + " SIP/2.0";
+    m.note = method;
+    m.add("Via", invite.vias[0]);
+    m.add("Max-Forwards", "70");
+    m.add("From", invite.from);
+    m.add("To", to_tag ? invite.to + ";tag=" + d.tag[1] : invite.to);
+    m.add("Call-ID", d.call_id);
+    m.add("CSeq", std::to_string(invite.cseq) + " " + method);
+    return m;
+}
+
 // ---------------------------------------------------------------------------------------
 // SDP (RFC 4566, offer/answer RFC 3264)
 
@@ -698,16 +714,7 @@ void CallRenderer::render_call() {
         // ACK for a non-2xx final response: same branch as the INVITE, hop by hop
         // (RFC 3261 section 17.1.1.3), so only the proxy's Via.
         t += ms(2);
-        SipMessage ack;
-        ack.start_line = "ACK " + d_.request_uri + " SIP/2.0";
-        ack.note = "ACK";
-        ack.add("Via", invite.vias[0]);
-        ack.add("Max-Forwards", "70");
-        ack.add("From", invite.from);
-        ack.add("To", invite.to + ";tag=" + d_.tag[1]);
-        ack.add("Call-ID", d_.call_id);
-        ack.add("CSeq", std::to_string(invite.cseq) + " ACK");
-        hop_.send(t, 0, {ack});
+        hop_.send(t, 0, {same_branch_request(d_, invite, "ACK", true)});
         hop_.close(t + ms(200));
         return;
     }
@@ -723,16 +730,7 @@ void CallRenderer::render_call() {
 
     if (spec_.ending == CallEnding::Cancel) {
         // CANCEL matches the INVITE's branch and has only the proxy's Via (section 9.1).
-        SipMessage cancel;
-        cancel.start_line = "CANCEL " + d_.request_uri + " SIP/2.0";
-        cancel.note = "CANCEL";
-        cancel.add("Via", invite.vias[0]);
-        cancel.add("Max-Forwards", "70");
-        cancel.add("From", invite.from);
-        cancel.add("To", invite.to);
-        cancel.add("Call-ID", d_.call_id);
-        cancel.add("CSeq", std::to_string(invite.cseq) + " CANCEL");
-        hop_.send(t, 0, {cancel});
+        hop_.send(t, 0, {same_branch_request(d_, invite, "CANCEL", false)});
         Transaction cancel_txn = invite;
         cancel_txn.method = "CANCEL";
         cancel_txn.vias = {invite.vias[0]};
@@ -741,16 +739,7 @@ void CallRenderer::render_call() {
         t += ms(2);
         hop_.send(t, 1, {make_response(d_, invite, 487, "Request Terminated", true)});
         t += ms(2);
-        SipMessage ack;
-        ack.start_line = "ACK " + d_.request_uri + " SIP/2.0";
-        ack.note = "ACK";
-        ack.add("Via", invite.vias[0]);
-        ack.add("Max-Forwards", "70");
-        ack.add("From", invite.from);
-        ack.add("To", invite.to + ";tag=" + d_.tag[1]);
-        ack.add("Call-ID", d_.call_id);
-        ack.add("CSeq", std::to_string(invite.cseq) + " ACK");
-        hop_.send(t, 0, {ack});
+        hop_.send(t, 0, {same_branch_request(d_, invite, "ACK", true)});
         hop_.close(t + ms(200));
         return;
     }
