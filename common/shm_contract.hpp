@@ -15,7 +15,7 @@
 #include "common/x_list.hpp"
 namespace tapwire::shm {
 
-inline constexpr std::uint32_t kContractVersion = 1;
+inline constexpr std::uint32_t kContractVersion = 2;
 inline constexpr std::uint32_t kStateMagic = 0x54575350;  // "TWSP"
 inline constexpr unsigned kMaxWorkers = 32;
 inline constexpr unsigned kMaxWarrantsPerHit = 16;
@@ -25,6 +25,14 @@ inline constexpr std::size_t kCacheLine = 64;
 inline constexpr const char* kHitPoolName = "tw_hit_pool";
 /// Memzone holding DataplaneState.
 inline constexpr const char* kStateMemzoneName = "tw_dp_state";
+
+/// Target updates from the control plane to the dataplane: a ring of TargetCommand objects
+/// from their own mempool. Multi-producer (any control-plane thread), single consumer (the
+/// dataplane's main lcore). Created by the dataplane.
+inline constexpr const char* kTargetCommandRingName = "tw_tgt_cmds";
+inline constexpr const char* kTargetCommandPoolName = "tw_tgt_cmd_pool";
+inline constexpr unsigned kTargetCommandRingSize = 16384;  // a power of two
+inline constexpr unsigned kTargetCommandPoolSize = kTargetCommandRingSize - 1;
 
 /// Per-worker single-producer single-consumer ring of hit mbufs: "tw_hits_<worker>".
 inline std::string hit_ring_name(unsigned worker) {
@@ -82,6 +90,34 @@ static_assert(sizeof(HitMeta) == 192, "HitMeta is three cache lines: the hit poo
 static_assert(offsetof(HitMeta, src_port) == kCacheLine);
 static_assert(offsetof(HitMeta, warrant_ids) == 2 * kCacheLine);
 
+/// One target update. The dataplane applies a batch of commands atomically at its Commit:
+/// the workers see either none or all of it. A batch that a vanished control plane left
+/// unfinished is discarded by the next SyncBegin.
+enum class TargetOp : std::uint8_t {
+    /// The next Commit replaces the whole target set: warrants the batch does not mention
+    /// are removed. Sent by a control plane that (re)attaches. Discards any unfinished batch.
+    SyncBegin = 1,
+    /// warrant_id's targets are replaced by the Add commands for it that follow in this
+    /// batch (none: the warrant is removed from the dataplane).
+    Replace = 2,
+    /// One target of warrant_id (after its Replace in the same batch).
+    Add = 3,
+    /// Applies the batch; `sequence` is then published as target_commit_applied.
+    Commit = 4,
+};
+
+inline constexpr std::size_t kMaxTargetText = 240;  // > the longest normalised identity
+
+struct alignas(kCacheLine) TargetCommand {
+    std::uint64_t sequence;  // Commit: the batch's number, increasing per control plane
+    std::uint32_t warrant_id;
+    TargetOp op;
+    std::uint8_t length;  // Add: bytes of text used
+    std::uint16_t reserved;
+    char text[kMaxTargetText];  // Add: the identity as a warrant gives it (parse_target input)
+};
+static_assert(sizeof(TargetCommand) == 256);
+
 /// Per-worker counters, one list for the enum, the names, telemetry and status.
 /// X(name, description)
 #define TAPWIRE_WORKER_COUNTERS(X)                                                        \
@@ -128,9 +164,30 @@ struct alignas(kCacheLine) WorkerCounters {
     std::uint64_t operator[](WorkerCounter c) const noexcept { return value[static_cast<int>(c)]; }
 };
 
+/// Where the dataplane's target set stands, written by its main lcore after every
+/// publication (target_commit_applied last, with release order: a reader that sees a
+/// sequence also sees the figures of that publication).
+struct alignas(kCacheLine) TargetPublication {
+    std::uint64_t commit_applied;  // sequence of the last Commit the workers now use
+    std::uint64_t commit_failed;   // sequence of the last Commit refused (see last_error)
+    std::uint64_t generation;      // TargetSet generation the workers use
+    std::uint32_t warrants;        // warrants with targets in the published set
+    std::uint32_t targets;
+    std::uint32_t base_targets;  // compiled into the large layer
+    std::uint32_t delta_targets;
+    std::uint32_t suspended_warrants;
+    std::uint32_t rebuilds;          // base layer recompilations (background)
+    double last_publish_ms;          // Commit dequeued -> snapshot published
+    double last_rebuild_ms;          // the last background base compilation
+    std::uint64_t commands;          // TargetCommands taken from the ring
+    std::uint64_t commands_invalid;  // malformed commands or targets (counted, skipped)
+    char last_error[128];            // why commit_failed / commands_invalid moved (no targets)
+};
+
 /// The dataplane's state memzone. The header cache line is written once at start-up by the
-/// dataplane; each WorkerCounters block is written by its worker only; heartbeat_ns by the
-/// dataplane's main lcore once per housekeeping pass.
+/// dataplane; each WorkerCounters block is written by its worker only; heartbeat_ns, the
+/// table sizes and `targets` by the dataplane's main lcore once per housekeeping pass;
+/// controlplane_heartbeat_ns by the control plane.
 struct alignas(kCacheLine) DataplaneState {
     std::uint32_t magic;
     std::uint32_t contract_version;
@@ -138,10 +195,15 @@ struct alignas(kCacheLine) DataplaneState {
     std::uint32_t hit_ring_size;
     std::uint64_t started_ns;  // Unix time of start-up
     std::uint64_t tsc_hz;
-    std::uint64_t tsc_at_start;       // with started_ns, converts TSC stamps to wall time
-    std::uint64_t heartbeat_ns;       // last housekeeping pass, Unix time
-    std::uint64_t target_generation;  // generation of the target set the workers use
-    WorkerCounters workers[kMaxWorkers];
+    std::uint64_t tsc_at_start;  // with started_ns, converts TSC stamps to wall time
+    std::uint64_t boot_id;       // random per start: a changed id means a restarted dataplane
+    std::uint64_t heartbeat_ns;  // last housekeeping pass, Unix time
+    std::uint32_t dialogs;       // calls followed now
+    std::uint32_t media_flows;
+    alignas(kCacheLine) TargetPublication targets;
+    alignas(kCacheLine) std::uint64_t controlplane_heartbeat_ns;
+    std::uint64_t controlplane_pid;
+    alignas(kCacheLine) WorkerCounters workers[kMaxWorkers];
 };
 static_assert(offsetof(DataplaneState, workers) % kCacheLine == 0);
 

@@ -1,23 +1,31 @@
-// tapwire-controlplane: the gRPC management server (Warrants, Destinations, health,
-// reflection) over the SQLite state and the audit trail. Mutual TLS is the only mode for
-// production; plaintext exists behind --insecure-plaintext-development-only.
+// tapwire-controlplane: the gRPC management server (Warrants, Destinations, Appliance, Audit,
+// health, reflection) over the SQLite state and the audit trail, and the DPDK secondary that
+// publishes targets to the dataplane and drains its hits (controlplane/dataplane_link.hpp).
+// Mutual TLS is the only mode for production; plaintext exists behind
+// --insecure-plaintext-development-only.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "controlplane/appliance_service.hpp"
+#include "controlplane/dataplane_link.hpp"
+#include "controlplane/events.hpp"
+#include "controlplane/scheduler.hpp"
 #include "controlplane/service.hpp"
 
 namespace {
 
 namespace cp = tapwire::controlplane;
+namespace v1 = tapwire::v1;
 
 constexpr const char* kUsage =
     "usage: tapwire-controlplane --listen ADDR:PORT --state-dir DIR --authority-keys DIR\n"
@@ -30,6 +38,10 @@ constexpr const char* kUsage =
     "  --roles FILE             '<client certificate CN> provisioner|auditor|operator' lines\n"
     "  --audit-key PEM          Ed25519 private key that signs audit checkpoints\n"
     "  --checkpoint-interval N  audit checkpoint every N records (default 1000)\n"
+    "  --dataplane-prefix P     attach to the dataplane started with --file-prefix P\n"
+    "                           (without it: no dataplane link, warrants are only stored)\n"
+    "  --dataplane-lcore-id N   this process's EAL lcore id (default 127; never one the\n"
+    "                           dataplane uses)\n"
     "  --insecure-plaintext-development-only\n"
     "                           no TLS, no client authentication: every caller is a\n"
     "                           provisioner. NEVER in production.\n";
@@ -81,7 +93,8 @@ bool digest_key(const std::string& path, std::string& key, std::string& error) {
 
 int main(int argc, char** argv) {
     std::string listen, state_dir, tls_cert, tls_key, client_ca, authority_dir, roles_file,
-        audit_key_file;
+        audit_key_file, dataplane_prefix;
+    unsigned dataplane_lcore_id = 127;
     std::uint32_t checkpoint_interval = 1000;
     bool insecure = false;
     for (int i = 1; i < argc; ++i) {
@@ -121,6 +134,19 @@ int main(int argc, char** argv) {
                     return usage_error("--checkpoint-interval: 0..1000000");
                 }
                 checkpoint_interval = std::uint32_t(v);
+            }
+        } else if (a == "--dataplane-prefix") {
+            ok = value(dataplane_prefix);
+        } else if (a == "--dataplane-lcore-id") {
+            std::string n;
+            ok = value(n);
+            if (ok) {
+                char* end = nullptr;
+                const unsigned long v = std::strtoul(n.c_str(), &end, 10);
+                if (n.empty() || *end != '\0' || v == 0 || v > 127) {
+                    return usage_error("--dataplane-lcore-id: 1..127");
+                }
+                dataplane_lcore_id = unsigned(v);
             }
         } else if (a == "--insecure-plaintext-development-only") {
             insecure = true;
@@ -200,12 +226,37 @@ int main(int argc, char** argv) {
         return fail(error);
     }
 
-    // Signals are taken synchronously by this thread; gRPC's threads inherit the mask.
+    // Signals are taken synchronously by this thread; every other thread inherits the mask.
+    // SIGUSR1 is the dataplane link saying the dataplane went away (re-execute to re-attach).
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+    cp::EventHub events;
+    ctx.events = &events;
+    std::unique_ptr<cp::DataplaneLink> link;
+    if (!dataplane_prefix.empty()) {
+        cp::DataplaneLinkOptions link_options;
+        link_options.file_prefix = dataplane_prefix;
+        link_options.lcore_id = dataplane_lcore_id;
+        link = std::make_unique<cp::DataplaneLink>(link_options, *store, &events);
+        link->on_lost = [] { ::kill(::getpid(), SIGUSR1); };
+        ctx.fill_appliance_status = [&link](v1::ApplianceStatus& s) { link->fill_status(s); };
+        ctx.fill_warrant_runtime = [&link](std::uint32_t id, v1::WarrantStatus& s) {
+            link->fill_warrant_runtime(id, s);
+        };
+    }
+    ctx.warrant_changed = [&link, &events](const cp::StoredWarrant& w, v1::EventKind kind) {
+        if (link) link->warrant_changed(w);
+        events.emit(cp::warrant_event(w, kind));
+    };
+    cp::Scheduler scheduler(ctx);
+    ctx.schedule_changed = [&scheduler] { scheduler.wake(); };
+    scheduler.start();
+    if (link) link->start();
 
     auto server = cp::ControlPlaneServer::start(options, ctx, error);
     if (!server) return fail(error);
@@ -216,9 +267,21 @@ int main(int argc, char** argv) {
 
     int sig = 0;
     sigwait(&stop, &sig);
-    std::fprintf(stderr, "tapwire-controlplane: %s, shutting down\n", strsignal(sig));
-    server->server().Shutdown();
+    const bool reattach = sig == SIGUSR1;
+    std::fprintf(stderr, "tapwire-controlplane: %s\n",
+                 reattach ? "dataplane lost, restarting to re-attach" : "shutting down");
+    events.shutdown();  // ends open WatchEvents streams, which Shutdown() waits for
+    server->server().Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     server->server().Wait();
+    scheduler.stop();
+    if (link) link->stop();
     if (auto st = (*audit)->close(); !st) return fail("audit log close: " + st.message);
+    if (reattach) {
+        // DPDK's runtime files stay locked through inherited descriptors (no O_CLOEXEC),
+        // which would keep a restarted dataplane from initialising: close them all.
+        ::close_range(3, ~0U, 0);
+        ::execv("/proc/self/exe", argv);
+        return fail(std::string("cannot re-execute: ") + std::strerror(errno));
+    }
     return 0;
 }

@@ -12,17 +12,11 @@
 #include <utility>
 #include <vector>
 
+#include "controlplane/call_audit.hpp"
+
 namespace tapwire::controlplane {
 
 namespace {
-
-using Details = std::vector<std::pair<std::string, std::string>>;
-
-template <class E, std::size_t N>
-const char* name_of(E e, const char* const (&names)[N]) noexcept {
-    const auto i = static_cast<std::size_t>(e);
-    return i < N ? names[i] : "unknown";
-}
 
 std::int64_t to_ns(Timestamp t) noexcept {
     return t.time_since_epoch().count();
@@ -73,76 +67,6 @@ std::vector<std::string> target_strings(const v1::Warrant& w) {
     return out;
 }
 
-// One call's bookkeeping: who, what, and the audit record written when it ends.
-class CallAudit {
-  public:
-    CallAudit(const ServiceContext& ctx, const grpc::ServerContext& call, AuditAction action,
-              const char* method)
-        : ctx_(ctx), caller_(identify_caller(call, ctx)), action_(action), method_(method) {}
-
-    const Caller& caller() const { return caller_; }
-    void subject(std::string s) { subject_ = std::move(s); }
-    void detail(std::string key, std::string value) {
-        details_.emplace_back(std::move(key), std::move(value));
-    }
-
-    // Refuses callers whose role is not among `allowed` (audited as permission_denied, or
-    // authentication_failed when the certificate carries no usable identity).
-    std::optional<grpc::Status> authorize(std::initializer_list<Role> allowed) {
-        if (!caller_.authenticated) {
-            action_ = AuditAction::AuthenticationFailed;
-            return finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                       "no client certificate common name"));
-        }
-        if (std::find(allowed.begin(), allowed.end(), caller_.role) == allowed.end()) {
-            action_ = AuditAction::PermissionDenied;
-            return finish(grpc::Status(
-                grpc::StatusCode::PERMISSION_DENIED,
-                std::string("role '") + to_string(caller_.role) + "' may not call " + method_));
-        }
-        return std::nullopt;
-    }
-
-    // Writes the audit record, then returns what the caller gets. A successful call whose
-    // record cannot be written is answered UNAVAILABLE: nothing is acknowledged unaudited.
-    grpc::Status finish(grpc::Status status, AuditAction action) {
-        action_ = action;
-        return finish(std::move(status));
-    }
-    grpc::Status finish(grpc::Status status) {
-        AuditEntry e;
-        e.actor = caller_.actor;
-        e.role = to_string(caller_.role);
-        e.action = action_;
-        e.subject = subject_;
-        e.result = status.ok() ? "ok" : status_code_name(status.error_code());
-        e.message = status.error_message();
-        e.details.emplace_back("method", method_);
-        for (auto& d : details_)
-            e.details.push_back(std::move(d));
-        details_.clear();
-        if (ctx_.audit == nullptr) return status;
-        auto appended = ctx_.audit->append(e);
-        if (!appended) {
-            std::fprintf(stderr, "tapwire-controlplane: audit append failed (%s): %s\n",
-                         to_string(appended.status.error), appended.status.message.c_str());
-            if (status.ok()) {
-                return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                    "audit trail unavailable: " + appended.status.message);
-            }
-        }
-        return status;
-    }
-
-  private:
-    const ServiceContext& ctx_;
-    Caller caller_;
-    AuditAction action_;
-    const char* method_;
-    std::string subject_;
-    Details details_;
-};
-
 Timestamp now_of(const ServiceContext& ctx) {
     if (ctx.clock) return ctx.clock();
     return std::chrono::time_point_cast<Duration>(std::chrono::system_clock::now());
@@ -181,11 +105,165 @@ std::string check_xid(std::string_view xid) {
     return {};
 }
 
+bool is_ended(v1::WarrantState s) noexcept {
+    return s == v1::WARRANT_STATE_LAPSED || s == v1::WARRANT_STATE_DEACTIVATED ||
+           s == v1::WARRANT_STATE_EMERGENCY_LAPSED;
+}
+
+grpc::Status failed_precondition(std::string message) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::move(message));
+}
+
+// A time for audit details and messages ("2026-03-01T12:00:00.123456Z").
+std::string time_text(const google::protobuf::Timestamp& t) {
+    return format_audit_time(to_ns(to_timestamp(t)) / 1000);
+}
+
+// What the audit record of an Activate or Modify says about the warrant (targets only as a
+// count and a keyed digest).
+void audit_warrant(CallAudit& audit, const v1::Warrant& w, const std::string& digest_key) {
+    audit.detail("liid", w.liid());
+    audit.detail("targets", std::to_string(w.targets_size()));
+    audit.detail("targets_hmac", targets_digest(target_strings(w), digest_key));
+}
+
+// The authority's signature: PERMISSION_DENIED and audited as signature_rejected when it
+// does not verify.
+std::optional<grpc::Status> check_signature(CallAudit& audit, const v1::Warrant& w,
+                                            const AuthorityKeys& keys) {
+    const SignatureCheck sig = verify_warrant_signature(w, keys);
+    if (!sig.ok()) {
+        audit.detail("signature", to_string(sig.result));
+        audit.detail("key_id", w.key_id());
+        return audit.finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, sig.message),
+                            AuditAction::SignatureRejected);
+    }
+    audit.detail("key_id", w.key_id());
+    return std::nullopt;
+}
+
+void schedule_changed(const ServiceContext& ctx) {
+    if (ctx.schedule_changed) ctx.schedule_changed();
+}
+
+// Tells the listeners of a durable change, once its audit record is written: `answer` is what
+// CallAudit::finish returned, not OK when the record could not be written.
+void notify(const ServiceContext& ctx, const grpc::Status& answer, const StoredWarrant& w,
+            v1::EventKind kind) {
+    if (answer.ok() && ctx.warrant_changed) ctx.warrant_changed(w, kind);
+}
+
+// When the warrant was first accepted. Rows stored before accepted_at was kept: the start of
+// the emergency deadline (the later of acceptance and valid_from), else `now`.
+Timestamp accepted_at_of(const v1::WarrantStatus& s, Timestamp now) {
+    if (s.has_accepted_at()) return to_timestamp(s.accepted_at());
+    if (s.has_emergency_deadline())
+        return to_timestamp(s.emergency_deadline()) - kDefaultConfirmWithin;
+    return now;
+}
+
+// The status of `w`, a new signed version of the stored warrant, at `now` (Modify): the next
+// version, its state recomputed for the new window, the original acceptance time (a new
+// version does not restart an emergency warrant's confirmation period) and any confirmation
+// kept.
+v1::WarrantStatus modified_status(const v1::WarrantStatus& stored, const v1::Warrant& w,
+                                  Timestamp now) {
+    v1::WarrantStatus s;
+    *s.mutable_warrant() = w;
+    s.set_version(stored.version() + 1);
+    const Timestamp accepted_at = accepted_at_of(stored, now);
+    *s.mutable_accepted_at() = to_proto(accepted_at);
+
+    // A confirmed emergency warrant stays confirmed: by ConfirmEmergency (the status), or by
+    // the signed confirmation_reference of the stored version when the new one omits it.
+    if (!stored.emergency_confirmation_reference().empty()) {
+        s.set_emergency_confirmation_reference(stored.emergency_confirmation_reference());
+        if (stored.has_emergency_confirmed_at()) {
+            *s.mutable_emergency_confirmed_at() = stored.emergency_confirmed_at();
+        }
+    } else if (w.legal().confirmation_reference().empty()) {
+        s.set_emergency_confirmation_reference(stored.warrant().legal().confirmation_reference());
+    }
+
+    StateInputs inputs = state_inputs(w, accepted_at);
+    if (!s.emergency_confirmation_reference().empty()) inputs.emergency_deadline.reset();
+    if (inputs.emergency_deadline) {
+        *s.mutable_emergency_deadline() = to_proto(*inputs.emergency_deadline);
+    }
+    s.set_state(state_at(inputs, now));
+    if (s.state() == v1::WARRANT_STATE_ACTIVE) {
+        // Still effective: since when it first became so; newly effective: from now.
+        const bool was_active =
+            stored.state() == v1::WARRANT_STATE_ACTIVE && stored.has_activated_at();
+        *s.mutable_activated_at() = was_active ? stored.activated_at() : to_proto(now);
+    } else if (is_ended(s.state())) {
+        // The new window (or deadline) is already over: the warrant ends now, having been
+        // effective under the previous version until this moment.
+        if (stored.has_activated_at()) *s.mutable_activated_at() = stored.activated_at();
+        *s.mutable_ended_at() = to_proto(now);
+    }
+    // PENDING (the window moved into the future): not effective until its new valid_from,
+    // so no activated_at.
+    return s;
+}
+
+// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool is_utf8(std::string_view s) noexcept {
+    static constexpr std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = std::uint8_t(s[i]);
+        std::size_t n = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1, cp = c & 0x1Fu;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2, cp = c & 0x0Fu;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3, cp = c & 0x07u;
+        } else {
+            return false;
+        }
+        if (s.size() - i <= n) return false;
+        for (std::size_t k = 1; k <= n; ++k) {
+            const auto b = std::uint8_t(s[i + k]);
+            if ((b & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (b & 0x3Fu);
+        }
+        if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+// ConfirmEmergency's reference: legal free text like legal.reference (UTF-8, no control
+// characters, at most kMaxLegalTextLength bytes), and not blank.
+std::string check_court_order_reference(std::string_view ref) {
+    if (ref.empty()) return "court_order_reference: missing";
+    if (ref.size() > kMaxLegalTextLength) {
+        return "court_order_reference: longer than " + std::to_string(kMaxLegalTextLength) +
+               " bytes";
+    }
+    if (!is_utf8(ref)) return "court_order_reference: not valid UTF-8";
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        const auto c = std::uint8_t(ref[i]);
+        if (c < 0x20 || c == 0x7F) {
+            return "court_order_reference: control character at byte " + std::to_string(i);
+        }
+    }
+    if (ref.find_first_not_of(' ') == std::string_view::npos) {
+        return "court_order_reference: blank";
+    }
+    return {};
+}
+
 }  // namespace
 
 const char* to_string(Role r) noexcept {
     static constexpr const char* kNames[] = {TAPWIRE_ROLES(TAPWIRE_X_TEXT)};
-    return name_of(r, kNames);
+    return tapwire::name_of(r, kNames);
 }
 
 std::optional<Role> role_from_string(std::string_view text) noexcept {
@@ -316,6 +394,11 @@ std::string validate_destination(const v1::Destination& d) {
 // ---------------------------------------------------------------------------------------
 // Warrants
 
+std::mutex& warrant_transition_mutex() noexcept {
+    static std::mutex m;
+    return m;
+}
+
 grpc::Status WarrantsService::Activate(grpc::ServerContext* call,
                                        const v1::ActivateWarrantRequest* request,
                                        v1::ActivateWarrantResponse* response) {
@@ -329,25 +412,16 @@ grpc::Status WarrantsService::Activate(grpc::ServerContext* call,
     if (!v.ok()) {
         return audit.finish(grpc::Status(grpc::StatusCode(grpc_status_code(v.code)), v.message));
     }
-    audit.detail("liid", w.liid());
-    audit.detail("targets", std::to_string(w.targets_size()));
-    audit.detail("targets_hmac", targets_digest(target_strings(w), ctx_.targets_digest_key));
+    audit_warrant(audit, w, ctx_.targets_digest_key);
+    if (auto refused = check_signature(audit, w, *ctx_.authority_keys)) return *refused;
 
-    const SignatureCheck sig = verify_warrant_signature(w, *ctx_.authority_keys);
-    if (!sig.ok()) {
-        audit.detail("signature", to_string(sig.result));
-        audit.detail("key_id", w.key_id());
-        return audit.finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, sig.message),
-                            AuditAction::SignatureRejected);
-    }
-    audit.detail("key_id", w.key_id());
-
-    // The state at accept time; the scheduler (not yet here) moves it on at window edges.
+    // The state at accept time; the Scheduler moves it on at the window's edges.
     const StateInputs inputs = state_inputs(w, now);
     v1::WarrantStatus status;
     *status.mutable_warrant() = w;
     status.set_state(state_at(inputs, now));
     status.set_version(1);
+    *status.mutable_accepted_at() = to_proto(now);
     if (status.state() == v1::WARRANT_STATE_ACTIVE) *status.mutable_activated_at() = to_proto(now);
     if (inputs.emergency_deadline) {
         *status.mutable_emergency_deadline() = to_proto(*inputs.emergency_deadline);
@@ -355,27 +429,162 @@ grpc::Status WarrantsService::Activate(grpc::ServerContext* call,
 
     auto put = ctx_.store->put_warrant(status, to_ns(now), 0);
     if (!put) return audit.finish(from_store(put.failure()));
+    const bool repeated = put->repeated;
+    if (!repeated) schedule_changed(ctx_);
     audit.detail("state", v1::WarrantState_Name(put->stored.status.state()));
-    audit.detail("repeated", put->repeated ? "true" : "false");
+    audit.detail("repeated", repeated ? "true" : "false");
     *response->mutable_status() = put->stored.status;
-    return audit.finish(grpc::Status::OK);
+    const grpc::Status answer = audit.finish(grpc::Status::OK);
+    if (!repeated) notify(ctx_, answer, put->stored, v1::EVENT_WARRANT_ACCEPTED);
+    return answer;
 }
 
-grpc::Status WarrantsService::Modify(grpc::ServerContext* call, const v1::ModifyWarrantRequest*,
-                                     v1::ModifyWarrantResponse*) {
+grpc::Status WarrantsService::Modify(grpc::ServerContext* call,
+                                     const v1::ModifyWarrantRequest* request,
+                                     v1::ModifyWarrantResponse* response) {
     CallAudit audit(ctx_, *call, AuditAction::WarrantModify, "Warrants.Modify");
     if (auto refused = audit.authorize({Role::Provisioner})) return *refused;
-    return audit.finish(
-        grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "Warrants.Modify is not implemented yet"));
+
+    const v1::Warrant& w = request->warrant();
+    const Timestamp now = now_of(ctx_);
+    // Unlike Activate, a window that has already ended is accepted: the authority may end a
+    // running warrant by shortening it, which lapses it now.
+    ValidationContext checks = validation_context(ctx_, now);
+    checks.now.reset();
+    const ValidationError v = validate_warrant(w, checks);
+    audit.subject(xid_subject(w, v));
+    if (!v.ok()) {
+        return audit.finish(grpc::Status(grpc::StatusCode(grpc_status_code(v.code)), v.message));
+    }
+    audit_warrant(audit, w, ctx_.targets_digest_key);
+    if (auto refused = check_signature(audit, w, *ctx_.authority_keys)) return *refused;
+
+    std::optional<grpc::Status> refusal;
+    PutOutcome outcome;
+    v1::WarrantState previous = v1::WARRANT_STATE_UNSPECIFIED;
+    {
+        std::lock_guard lock(warrant_transition_mutex());
+        auto found = ctx_.store->get_warrant(w.xid());
+        if (found) previous = found->status.state();
+        if (!found) {
+            refusal = from_store(found.failure());
+        } else if (found->status.warrant().SerializeAsString() == w.SerializeAsString()) {
+            // This version is the stored one: a repeat (its state may have moved on since).
+            outcome.stored = std::move(*found);
+            outcome.repeated = true;
+        } else if (is_ended(previous)) {
+            refusal = failed_precondition("warrant " + w.xid() + " has ended (" +
+                                          v1::WarrantState_Name(previous) +
+                                          "): an ended warrant cannot be modified");
+        } else if (found->status.warrant().liid() != w.liid()) {
+            refusal = failed_precondition(
+                "warrant.liid: differs from the stored warrant's; the LIID of a warrant never "
+                "changes (deactivate it and activate a new warrant instead)");
+        } else {
+            auto put = ctx_.store->put_warrant(modified_status(found->status, w, now), to_ns(now),
+                                               found->status.version());
+            if (!put) {
+                refusal = from_store(put.failure());
+            } else {
+                outcome = std::move(*put);
+            }
+        }
+    }
+    if (refusal) return audit.finish(*refusal);
+
+    const v1::WarrantStatus& stored = outcome.stored.status;
+    if (!outcome.repeated) schedule_changed(ctx_);
+    audit.detail("version", std::to_string(stored.version()));
+    audit.detail("previous_state", v1::WarrantState_Name(previous));
+    audit.detail("state", v1::WarrantState_Name(stored.state()));
+    if (stored.has_emergency_deadline()) {
+        audit.detail("emergency_deadline", time_text(stored.emergency_deadline()));
+    }
+    audit.detail("repeated", outcome.repeated ? "true" : "false");
+    *response->mutable_status() = stored;
+    const grpc::Status answer = audit.finish(grpc::Status::OK);
+    if (!outcome.repeated) notify(ctx_, answer, outcome.stored, v1::EVENT_WARRANT_MODIFIED);
+    return answer;
 }
 
 grpc::Status WarrantsService::ConfirmEmergency(grpc::ServerContext* call,
-                                               const v1::ConfirmEmergencyRequest*,
-                                               v1::ConfirmEmergencyResponse*) {
+                                               const v1::ConfirmEmergencyRequest* request,
+                                               v1::ConfirmEmergencyResponse* response) {
     CallAudit audit(ctx_, *call, AuditAction::WarrantConfirm, "Warrants.ConfirmEmergency");
     if (auto refused = audit.authorize({Role::Provisioner})) return *refused;
-    return audit.finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                     "Warrants.ConfirmEmergency is not implemented yet"));
+    if (auto bad = check_xid(request->xid()); !bad.empty()) return audit.finish(invalid(bad));
+    audit.subject("xid:" + request->xid());
+    const std::string& reference = request->court_order_reference();
+    if (auto bad = check_court_order_reference(reference); !bad.empty()) {
+        return audit.finish(invalid(bad));
+    }
+    audit.detail("court_order_reference", reference);
+
+    const Timestamp now = now_of(ctx_);
+    std::optional<grpc::Status> refusal;
+    StoredWarrant confirmed;
+    bool repeated = false;
+    {
+        std::lock_guard lock(warrant_transition_mutex());
+        auto found = ctx_.store->get_warrant(request->xid());
+        if (!found) {
+            refusal = from_store(found.failure());
+        } else {
+            const v1::WarrantStatus& s = found->status;
+            const std::string& xid = request->xid();
+            const std::string& signed_reference = s.warrant().legal().confirmation_reference();
+            audit.detail("liid", s.warrant().liid());
+            if (s.warrant().legal().kind() != v1::WARRANT_KIND_EMERGENCY) {
+                refusal = failed_precondition(
+                    "warrant " + xid + " is not an emergency warrant (legal.kind " +
+                    v1::WarrantKind_Name(s.warrant().legal().kind()) + "): nothing to confirm");
+            } else if (s.emergency_confirmation_reference() == reference ||
+                       signed_reference == reference) {
+                confirmed = std::move(*found);  // already confirmed by this very order
+                repeated = true;
+            } else if (!s.emergency_confirmation_reference().empty() || !signed_reference.empty()) {
+                refusal = failed_precondition("warrant " + xid +
+                                              " is already confirmed by another court order "
+                                              "reference");
+            } else if (is_ended(s.state())) {
+                refusal = failed_precondition("warrant " + xid + " has ended (" +
+                                              v1::WarrantState_Name(s.state()) +
+                                              "): it cannot be confirmed any more");
+            } else if (!s.has_emergency_deadline()) {
+                refusal = failed_precondition("warrant " + xid + " awaits no confirmation");
+            } else if (now >= to_timestamp(s.emergency_deadline())) {
+                // state_at: only a confirmation strictly before the deadline counts, whether
+                // or not the Scheduler has lapsed the warrant yet.
+                refusal = failed_precondition("warrant " + xid + ": its confirmation deadline " +
+                                              time_text(s.emergency_deadline()) + " has passed");
+            } else {
+                audit.detail("emergency_deadline", time_text(s.emergency_deadline()));
+                // Recorded in the status, not in the signed warrant: the authority's
+                // signature must keep verifying. Same state (a compare-and-set on it), no
+                // deadline any more.
+                StateChange change;
+                change.state = s.state();
+                change.expected_state = s.state();
+                change.clear_emergency_deadline = true;
+                change.confirmation = StateChange::Confirmation{reference, to_ns(now)};
+                auto updated = ctx_.store->update_state(xid, change, to_ns(now));
+                if (!updated) {
+                    refusal = from_store(updated.failure());
+                } else {
+                    confirmed = std::move(*updated);
+                }
+            }
+        }
+    }
+    if (refusal) return audit.finish(*refusal);
+
+    if (!repeated) schedule_changed(ctx_);
+    audit.detail("state", v1::WarrantState_Name(confirmed.status.state()));
+    audit.detail("repeated", repeated ? "true" : "false");
+    *response->mutable_status() = confirmed.status;
+    const grpc::Status answer = audit.finish(grpc::Status::OK);
+    if (!repeated) notify(ctx_, answer, confirmed, v1::EVENT_EMERGENCY_CONFIRMED);
+    return answer;
 }
 
 grpc::Status WarrantsService::Deactivate(grpc::ServerContext* call,
@@ -389,14 +598,36 @@ grpc::Status WarrantsService::Deactivate(grpc::ServerContext* call,
     audit.detail("reason", request->reason());
 
     const Timestamp now = now_of(ctx_);
-    StateChange change;
-    change.state = v1::WARRANT_STATE_DEACTIVATED;
-    change.ended_at_ns = to_ns(now);
-    auto updated = ctx_.store->update_state(request->xid(), change, to_ns(now));
-    if (!updated) return audit.finish(from_store(updated.failure()));
-    audit.detail("liid", updated->status.warrant().liid());
-    *response->mutable_status() = updated->status;
-    return audit.finish(grpc::Status::OK);
+    std::optional<grpc::Status> refusal;
+    StoredWarrant ended;
+    bool changed = false;
+    {
+        std::lock_guard lock(warrant_transition_mutex());
+        auto found = ctx_.store->get_warrant(request->xid());
+        if (!found) {
+            refusal = from_store(found.failure());
+        } else {
+            // Deactivating a deactivated warrant again is a repeat that keeps the first end.
+            changed = found->status.state() != v1::WARRANT_STATE_DEACTIVATED;
+            StateChange change;
+            change.state = v1::WARRANT_STATE_DEACTIVATED;
+            change.ended_at_ns = to_ns(now);
+            auto updated = ctx_.store->update_state(request->xid(), change, to_ns(now));
+            if (!updated) {
+                refusal = from_store(updated.failure());
+            } else {
+                ended = std::move(*updated);
+            }
+        }
+    }
+    if (refusal) return audit.finish(*refusal);
+    if (changed) schedule_changed(ctx_);
+    audit.detail("liid", ended.status.warrant().liid());
+    audit.detail("repeated", changed ? "false" : "true");
+    *response->mutable_status() = ended.status;
+    const grpc::Status answer = audit.finish(grpc::Status::OK);
+    if (changed) notify(ctx_, answer, ended, v1::EVENT_WARRANT_DEACTIVATED);
+    return answer;
 }
 
 grpc::Status WarrantsService::Get(grpc::ServerContext* call, const v1::GetWarrantRequest* request,
@@ -408,6 +639,7 @@ grpc::Status WarrantsService::Get(grpc::ServerContext* call, const v1::GetWarran
     auto got = ctx_.store->get_warrant(request->xid());
     if (!got) return audit.finish(from_store(got.failure()));
     *response = got->status;
+    if (ctx_.fill_warrant_runtime) ctx_.fill_warrant_runtime(got->internal_id, *response);
     return audit.finish(grpc::Status::OK);
 }
 
@@ -430,8 +662,11 @@ grpc::Status WarrantsService::List(grpc::ServerContext* call,
     if (!filter.empty()) audit.detail("states", filter);
     auto listed = ctx_.store->list_warrants(states);
     if (!listed) return audit.finish(from_store(listed.failure()));
-    for (const auto& sw : *listed)
-        *response->add_warrants() = sw.status;
+    for (const auto& sw : *listed) {
+        v1::WarrantStatus* out = response->add_warrants();
+        *out = sw.status;
+        if (ctx_.fill_warrant_runtime) ctx_.fill_warrant_runtime(sw.internal_id, *out);
+    }
     audit.detail("count", std::to_string(listed->size()));
     return audit.finish(grpc::Status::OK);
 }
@@ -531,6 +766,8 @@ std::unique_ptr<ControlPlaneServer> ControlPlaneServer::start(const ServerOption
     builder.AddListeningPort(options.listen, creds, &s->port_);
     builder.RegisterService(&s->warrants_);
     builder.RegisterService(&s->destinations_);
+    builder.RegisterService(&s->appliance_);
+    builder.RegisterService(&s->audit_);
     s->server_ = builder.BuildAndStart();
     if (!s->server_ || s->port_ == 0) {
         error = "cannot listen on " + options.listen +

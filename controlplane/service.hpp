@@ -8,8 +8,9 @@
 // unacknowledged but stored warrant, which the caller's retry (same XID) turns into an
 // idempotent repeat that is audited then.
 //
-// Not here yet: publishing targets to the dataplane, the event feed, appliance status, the
-// window scheduler, Modify and ConfirmEmergency (answered UNIMPLEMENTED, and audited).
+// Warrant state changes reach the dataplane and the event feed through
+// ServiceContext::warrant_changed; the window scheduler (scheduler.hpp) moves warrants on at
+// their window edges without any client call.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -17,10 +18,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "controlplane/appliance_service.hpp"
 #include "controlplane/audit_log.hpp"
 #include "controlplane/store.hpp"
 #include "controlplane/warrant.hpp"
@@ -53,6 +56,8 @@ std::string load_role_map(const std::string& path, RoleMap& out);
 /// The name of a gRPC status code ("PERMISSION_DENIED"): the audit record's result.
 const char* status_code_name(grpc::StatusCode code) noexcept;
 
+class EventHub;
+
 /// The services' shared collaborators. Pointers are not owned and must outlive the server.
 struct ServiceContext {
     Store* store = nullptr;
@@ -67,6 +72,21 @@ struct ServiceContext {
     bool insecure_development = false;
     /// UTC now; defaults to the system clock (tests inject one).
     std::function<Timestamp()> clock;
+    /// Told of every durable warrant state change, after it is stored and audited, with
+    /// the event kind it is (EVENT_WARRANT_ACCEPTED, _ACTIVATED, _MODIFIED, _DEACTIVATED,
+    /// _LAPSED, _EMERGENCY_CONFIRMED, _EMERGENCY_LAPSED). main() wires it to the target
+    /// publisher (dataplane) and the event feed. Empty: nobody listens (unit tests).
+    std::function<void(const StoredWarrant&, v1::EventKind)> warrant_changed;
+    /// Called after every change that can move the next scheduled state change (Activate,
+    /// Modify, ConfirmEmergency, Deactivate); main() wires it to Scheduler::wake(). Empty:
+    /// no scheduler (it also re-checks on its own at least once a second).
+    std::function<void()> schedule_changed;
+    /// Fills the runtime part of an ApplianceStatus (dataplane figures) and of a
+    /// WarrantStatus (hits, effective). Empty: no dataplane attached.
+    std::function<void(v1::ApplianceStatus&)> fill_appliance_status;
+    std::function<void(std::uint32_t internal_id, v1::WarrantStatus&)> fill_warrant_runtime;
+    /// The event feed (Appliance.WatchEvents); may be null.
+    EventHub* events = nullptr;
 };
 
 inline constexpr const char* kInsecureDevelopmentActor = "CN=insecure-plaintext-development";
@@ -81,6 +101,13 @@ struct Caller {
 
 /// The caller of a server call (peer x509 common name, mapped through ctx.roles).
 Caller identify_caller(const grpc::ServerContext& call, const ServiceContext& ctx);
+
+/// Serialises the read-decide-write steps of warrant state changes in this process: Modify
+/// and ConfirmEmergency (read the row, then write a status derived from it), Deactivate, and
+/// the Scheduler (re-reads a due warrant, then moves it on). The store's compare-and-set on
+/// the state alone cannot stop, say, a Modify from overwriting a confirmation that landed
+/// between its read and its write. Held for store calls only, never across audit or hooks.
+std::mutex& warrant_transition_mutex() noexcept;
 
 class WarrantsService final : public v1::Warrants::Service {
   public:
@@ -144,9 +171,12 @@ class ControlPlaneServer {
     int port() const noexcept { return port_; }
 
   private:
-    ControlPlaneServer(const ServiceContext& ctx) : warrants_(ctx), destinations_(ctx) {}
+    ControlPlaneServer(const ServiceContext& ctx)
+        : warrants_(ctx), destinations_(ctx), appliance_(ctx), audit_(ctx) {}
     WarrantsService warrants_;
     DestinationsService destinations_;
+    ApplianceService appliance_;
+    AuditService audit_;
     std::unique_ptr<grpc::Server> server_;
     int port_ = 0;
 };

@@ -99,13 +99,21 @@ CREATE TABLE meta (
 
 PRAGMA application_id = 1414551378;
 )sql",
+    // Version 2: when a warrant was first accepted (its emergency deadline counts from it, and
+    // a Modify keeps it), and an emergency confirmation recorded outside the signed warrant.
+    R"sql(
+ALTER TABLE warrants ADD COLUMN accepted_at_ns INTEGER;
+ALTER TABLE warrants ADD COLUMN confirmation_reference TEXT NOT NULL DEFAULT '';
+ALTER TABLE warrants ADD COLUMN confirmed_at_ns INTEGER;
+)sql",
 };
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 static_assert(kApplicationId == 1414551378);
 
-#define TAPWIRE_WARRANT_COLUMNS                                                         \
-    "xid, liid, state, version, valid_from_ns, valid_until_ns, emergency_deadline_ns, " \
-    "activated_at_ns, ended_at_ns, internal_id, warrant, updated_at_ns"
+#define TAPWIRE_WARRANT_COLUMNS                                                           \
+    "xid, liid, state, version, valid_from_ns, valid_until_ns, emergency_deadline_ns, "   \
+    "activated_at_ns, ended_at_ns, internal_id, warrant, updated_at_ns, accepted_at_ns, " \
+    "confirmation_reference, confirmed_at_ns"
 
 enum Col : int {
     kColXid,
@@ -120,6 +128,9 @@ enum Col : int {
     kColInternalId,
     kColWarrant,
     kColUpdatedAt,
+    kColAcceptedAt,
+    kColConfirmation,
+    kColConfirmedAt,
 };
 
 bool is_valid_state(int s) noexcept {
@@ -224,13 +235,15 @@ constexpr const char* kSql[] = {
     "COMMIT",
     "SELECT " TAPWIRE_WARRANT_COLUMNS " FROM warrants WHERE xid = ?1",
     "INSERT INTO warrants (" TAPWIRE_WARRANT_COLUMNS
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     // ?10 (internal_id) is bound but unused: a replace keeps the id of the first insert.
     "UPDATE warrants SET liid = ?2, state = ?3, version = ?4, valid_from_ns = ?5, "
     "valid_until_ns = ?6, emergency_deadline_ns = ?7, activated_at_ns = ?8, ended_at_ns = ?9, "
-    "warrant = ?11, updated_at_ns = ?12 WHERE xid = ?1",
+    "warrant = ?11, updated_at_ns = ?12, accepted_at_ns = ?13, confirmation_reference = ?14, "
+    "confirmed_at_ns = ?15 WHERE xid = ?1",
     "UPDATE warrants SET state = ?2, activated_at_ns = ?3, ended_at_ns = ?4, "
-    "emergency_deadline_ns = ?5, updated_at_ns = ?6 WHERE xid = ?1",
+    "emergency_deadline_ns = ?5, updated_at_ns = ?6, confirmation_reference = ?7, "
+    "confirmed_at_ns = ?8 WHERE xid = ?1",
     // ?1: bit mask of the wanted states.
     "SELECT " TAPWIRE_WARRANT_COLUMNS " FROM warrants WHERE (?1 >> state) & 1 ORDER BY internal_id",
     // Each arm uses its partial index; UNION drops a warrant due on two counts twice over.
@@ -641,6 +654,13 @@ StoreResult<StoredWarrant> Store::read_warrant(Stmt& row) {
     if (auto t = row.optional_integer(kColDeadline)) {
         *w.status.mutable_emergency_deadline() = to_timestamp(*t);
     }
+    if (auto t = row.optional_integer(kColAcceptedAt)) {
+        *w.status.mutable_accepted_at() = to_timestamp(*t);
+    }
+    w.status.set_emergency_confirmation_reference(std::string(row.text(kColConfirmation)));
+    if (auto t = row.optional_integer(kColConfirmedAt)) {
+        *w.status.mutable_emergency_confirmed_at() = to_timestamp(*t);
+    }
     w.internal_id = static_cast<std::uint32_t>(row.integer(kColInternalId));
     w.updated_at_ns = row.integer(kColUpdatedAt);
     return w;
@@ -705,7 +725,8 @@ StoreResult<PutOutcome> Store::put_warrant(const v1::WarrantStatus& status, std:
                     "warrant " + xid + ": version: " + std::to_string(status.version()) +
                         " is out of range (1 to 2^63-1)");
     }
-    std::optional<std::int64_t> valid_from, valid_until, deadline, activated_at, ended_at;
+    std::optional<std::int64_t> valid_from, valid_until, deadline, activated_at, ended_at,
+        accepted_at, confirmed_at;
     const struct {
         bool present;
         const google::protobuf::Timestamp& t;
@@ -718,6 +739,9 @@ StoreResult<PutOutcome> Store::put_warrant(const v1::WarrantStatus& status, std:
          "emergency_deadline"},
         {status.has_activated_at(), status.activated_at(), activated_at, "activated_at"},
         {status.has_ended_at(), status.ended_at(), ended_at, "ended_at"},
+        {status.has_accepted_at(), status.accepted_at(), accepted_at, "accepted_at"},
+        {status.has_emergency_confirmed_at(), status.emergency_confirmed_at(), confirmed_at,
+         "emergency_confirmed_at"},
     };
     for (const auto& t : times) {
         if (!optional_ns(t.present, t.t, t.out)) {
@@ -792,6 +816,9 @@ StoreResult<PutOutcome> Store::put_warrant(const v1::WarrantStatus& status, std:
         st.integer(10, std::int64_t{out.stored.internal_id});
         st.blob(11, blob);
         st.integer(12, now_ns);
+        st.integer(13, accepted_at);
+        st.text(14, status.emergency_confirmation_reference());
+        st.integer(15, confirmed_at);
         if (auto s = st.run(what); !s) return s.failure();
     }
     {
@@ -868,13 +895,21 @@ StoreResult<StoredWarrant> Store::update_state(std::string_view xid, const State
         *w.status.mutable_activated_at() = to_timestamp(*change.activated_at_ns);
     if (change.ended_at_ns) *w.status.mutable_ended_at() = to_timestamp(*change.ended_at_ns);
     if (change.clear_emergency_deadline) w.status.clear_emergency_deadline();
+    if (change.confirmation) {
+        w.status.set_emergency_confirmation_reference(change.confirmation->reference);
+        *w.status.mutable_emergency_confirmed_at() =
+            to_timestamp(change.confirmation->confirmed_at_ns);
+    }
     w.status.set_state(change.state);
     w.updated_at_ns = now_ns;
 
-    std::optional<std::int64_t> activated_at, ended_at, deadline;
+    std::optional<std::int64_t> activated_at, ended_at, deadline, confirmed_at;
     if (w.status.has_activated_at()) activated_at = to_unix_ns(w.status.activated_at());
     if (w.status.has_ended_at()) ended_at = to_unix_ns(w.status.ended_at());
     if (w.status.has_emergency_deadline()) deadline = to_unix_ns(w.status.emergency_deadline());
+    if (w.status.has_emergency_confirmed_at()) {
+        confirmed_at = to_unix_ns(w.status.emergency_confirmed_at());
+    }
     {
         Stmt st(*this, Sql::WarrantSetState);
         if (!st) return st.failure();
@@ -884,6 +919,8 @@ StoreResult<StoredWarrant> Store::update_state(std::string_view xid, const State
         st.integer(4, ended_at);
         st.integer(5, deadline);
         st.integer(6, now_ns);
+        st.text(7, w.status.emergency_confirmation_reference());
+        st.integer(8, confirmed_at);
         if (auto s = st.run(what); !s) return s.failure();
     }
     if (auto s = commit(what); !s) return s.failure();

@@ -132,6 +132,13 @@ struct StateChange {
     /// Compare-and-set: applied only while the stored state is this one (the scheduler
     /// activating a warrant must not resurrect one that a Deactivate ended meanwhile).
     std::optional<v1::WarrantState> expected_state;
+    /// Records an emergency warrant's confirmation (ConfirmEmergency) in the status, outside
+    /// the signed warrant: emergency_confirmation_reference and emergency_confirmed_at.
+    struct Confirmation {
+        std::string reference;
+        std::int64_t confirmed_at_ns = 0;
+    };
+    std::optional<Confirmation> confirmation;
 };
 
 /// A contiguous block of counter values [first, end).
@@ -184,7 +191,9 @@ class Store {
     ///  - n: the stored version must be n (Modify; two racing Modifies cannot both win): a
     ///    stored row already holding this exact warrant at status.version() is a repeat;
     ///    otherwise FailedPrecondition, or NotFound when there is no row.
-    /// The internal id is allocated on first insert and kept on every replace.
+    /// The internal id is allocated on first insert and kept on every replace. Stored from
+    /// the status: state, version, activated_at, ended_at, emergency_deadline, accepted_at and
+    /// the emergency confirmation (the runtime fields are not persisted).
     StoreResult<PutOutcome> put_warrant(const v1::WarrantStatus& status, std::int64_t now_ns,
                                         std::optional<std::uint64_t> expected_version = {});
 
@@ -280,7 +289,7 @@ class Store {
     const std::string& path() const noexcept { return path_; }
 
     /// The schema version this binary writes (the schema_version table holds the file's).
-    static constexpr int kSchemaVersion = 1;
+    static constexpr int kSchemaVersion = 2;
 
   private:
     enum class Sql : std::uint8_t;

@@ -12,6 +12,7 @@
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_mempool.h>
 #include <rte_memzone.h>
 #include <rte_ring.h>
 
@@ -23,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,6 +36,7 @@
 #include "dataplane/ports.hpp"
 #include "dataplane/rcu.hpp"
 #include "dataplane/target_set.hpp"
+#include "dataplane/target_updates.hpp"
 #include "dataplane/telemetry.hpp"
 #include "dataplane/worker.hpp"
 
@@ -214,23 +217,29 @@ int run(int argc, char** argv) {
     auto tables = FlowTables::create(tcfg, *qs, &table_error);
     if (!tables) fail("tables: " + table_error);
 
+    // Target updates from the control plane: a command ring the main lcore drains.
+    rte_mempool* command_pool = rte_mempool_create(
+        shm::kTargetCommandPoolName, shm::kTargetCommandPoolSize, sizeof(shm::TargetCommand), 0, 0,
+        nullptr, nullptr, nullptr, nullptr, socket, 0);
+    rte_ring* command_ring = rte_ring_create(shm::kTargetCommandRingName,
+                                             shm::kTargetCommandRingSize, socket, RING_F_SC_DEQ);
+    if (!command_pool || !command_ring)
+        fail(std::string("target command ring: ") + rte_strerror(rte_errno));
+
     Published<TargetSet> targets(*qs);
+    TargetUpdaterOptions uopt;
+    uopt.workers = workers;
+    uopt.rcu_thread_id = 0;
+    TargetUpdater updater(targets, &state->targets, uopt);
     std::string targets_path =
         options.targets_path.empty() ? config.target_file() : options.targets_path;
     if (!targets_path.empty()) {
         std::vector<TargetSpec> specs;
         std::string terr;
         if (!load_target_file(targets_path, specs, terr)) fail(terr);
-        TargetSetOptions topt;
-        topt.workers = workers;
-        auto built = TargetSet::build(specs, topt);
-        if (!built.set) fail(targets_path + ": " + built.error);
-        std::printf(
-            "tapwire-dataplane: %zu targets loaded (generation %llu, compiled in %.1f ms)\n",
-            specs.size(), static_cast<unsigned long long>(built.set->generation()),
-            built.set->stats().base.compile_ms);
-        state->target_generation = built.set->generation();
-        targets.publish(std::move(built.set), 0);
+        if (auto e = updater.load(specs); !e.empty()) fail(targets_path + ": " + e);
+        std::printf("tapwire-dataplane: %zu targets of %zu warrants loaded from %s\n",
+                    updater.target_count(), updater.warrant_count(), targets_path.c_str());
     } else {
         std::printf("tapwire-dataplane: no targets yet (waiting for the control plane)\n");
     }
@@ -251,6 +260,8 @@ int run(int argc, char** argv) {
     state->started_ns = clock.ns_at_start;
     state->tsc_hz = clock.tsc_hz;
     state->tsc_at_start = clock.tsc_at_start;
+    state->boot_id =
+        (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}() ^ clock.tsc_at_start;
 
     std::bitset<65536> sip_ports;
     for (auto p : config.sip_ports())
@@ -284,10 +295,7 @@ int run(int argc, char** argv) {
         launches[w] = {worker_objs.back().get(), &g_stop};
     }
 
-    register_telemetry(state, [&tables] {
-        return std::vector<std::pair<std::string, std::uint64_t>>{
-            {"dialogs", tables->dialog_count()}, {"media_flows", tables->media_count()}};
-    });
+    register_telemetry(state);
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -312,7 +320,10 @@ int run(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
         std::uint64_t now_ns = clock.ns(rte_rdtsc());
         tables->sweep(now_ns, 4096);
+        updater.poll(command_ring);
         qs->quiescent(0);
+        state->dialogs = tables->dialog_count();
+        state->media_flows = tables->media_count();
         state->heartbeat_ns = now_ns;
         auto now = SteadyClock::now();
         std::uint64_t rx = total(*state, shm::WorkerCounter::rx_packets);

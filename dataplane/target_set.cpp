@@ -635,15 +635,24 @@ TargetSet::Result TargetSet::assemble(std::shared_ptr<const TargetLayer> base,
     if (delta) st.delta = delta->stats();
     set->base_ = std::move(base);
     set->delta_ = std::move(delta);
+    const TargetLayer* base_layer = set->base_.get();
+    set->suspended_ = options.suspended_warrants;
+    std::sort(set->suspended_.begin(), set->suspended_.end());
+    set->suspended_.erase(std::unique(set->suspended_.begin(), set->suspended_.end()),
+                          set->suspended_.end());
+    st.suspended_warrants = std::uint32_t(set->suspended_.size());
+    auto suspended = [&set](std::uint32_t w) {
+        return std::binary_search(set->suspended_.begin(), set->suspended_.end(), w);
+    };
 
     for (const TargetLayer* layer : {set->base_.get(), set->delta_.get()}) {
         if (!layer) continue;
         if (layer->literal_db_)
             set->dbs_[set->db_count_++] = {layer->literal_db_, layer->literal_lists_.data(),
-                                           layer->warrant_ids_.data()};
+                                           layer->warrant_ids_.data(), layer == base_layer};
         if (layer->glob_db_)
             set->dbs_[set->db_count_++] = {layer->glob_db_, layer->glob_lists_.data(),
-                                           layer->warrant_ids_.data()};
+                                           layer->warrant_ids_.data(), layer == base_layer};
     }
 
     // One scratch large enough for every database, then a clone per worker: workers never
@@ -666,10 +675,14 @@ TargetSet::Result TargetSet::assemble(std::shared_ptr<const TargetLayer> base,
         hs_scratch_size(proto, &st.scratch_bytes);
     }
 
-    // IP targets of both layers.
+    // IP targets of both layers, less the base's targets of suspended warrants (filtered
+    // here, not per lookup: the tables are rebuilt when the list changes anyway).
     std::vector<TargetLayer::IpTarget> ips;
-    for (const TargetLayer* layer : {set->base_.get(), set->delta_.get()})
-        if (layer) ips.insert(ips.end(), layer->ip_targets_.begin(), layer->ip_targets_.end());
+    for (const TargetLayer* layer : {set->base_.get(), set->delta_.get()}) {
+        if (!layer) continue;
+        for (const auto& t : layer->ip_targets_)
+            if (layer != base_layer || !suspended(t.warrant_id)) ips.push_back(t);
+    }
     std::sort(ips.begin(), ips.end(), ip_target_less);
     ips.erase(std::unique(ips.begin(), ips.end(), ip_target_equal), ips.end());
 
@@ -765,11 +778,6 @@ TargetSet::Result TargetSet::assemble(std::shared_ptr<const TargetLayer> base,
         st.ipv6_prefixes = set->ip_->v6;
     }
 
-    set->suspended_ = options.suspended_warrants;
-    std::sort(set->suspended_.begin(), set->suspended_.end());
-    set->suspended_.erase(std::unique(set->suspended_.begin(), set->suspended_.end()),
-                          set->suspended_.end());
-    st.suspended_warrants = std::uint32_t(set->suspended_.size());
     st.assemble_ms = ms_since(t0);
     return {std::move(set), {}};
 }
@@ -803,7 +811,7 @@ bool TargetSet::match_identities(std::span<const std::string_view> normalized, u
             out.identities_skipped + (n - kMaxIdentitiesPerMatch), UINT16_MAX));
         n = kMaxIdentitiesPerMatch;
     }
-    ScanState state{ends, index, 0, nullptr, nullptr, suspended_, &out, false};
+    ScanState state{ends, index, 0, nullptr, nullptr, {}, &out, false};
     std::size_t i = 0;
     while (i < n) {
         std::size_t len = 0;
@@ -831,6 +839,8 @@ bool TargetSet::match_identities(std::span<const std::string_view> normalized, u
         for (unsigned d = 0; d < db_count_; ++d) {
             state.lists = dbs_[d].lists;
             state.warrant_ids = dbs_[d].warrant_ids;
+            state.suspended = dbs_[d].base ? std::span<const std::uint32_t>(suspended_)
+                                           : std::span<const std::uint32_t>();
             if (hs_scan(dbs_[d].db, buf, unsigned(len), 0, scratch, on_match, &state) != HS_SUCCESS)
                 out.scan_error = true;
         }
@@ -849,7 +859,7 @@ bool TargetSet::match_address(const IpAddress& address, MatchResult& out) const 
     } else {
         return false;
     }
-    return add_warrants(ip_lists_[next_hop], ip_warrant_ids_, suspended_, out);
+    return add_warrants(ip_lists_[next_hop], ip_warrant_ids_, {}, out);
 }
 
 }  // namespace tapwire::dataplane

@@ -22,9 +22,10 @@
 //   merged. A full compile of 100k identities takes seconds, but a new warrant only needs
 //   the delta compiled (well under a millisecond for a few targets) and the snapshot
 //   re-assembled around the shared, already compiled base (TargetSet::assemble). When to
-//   fold the delta into a new base is the control plane's policy. Deactivation is as fast:
-//   a snapshot carries a list of suspended warrant ids that matching filters out, so a
-//   lapsing warrant stops being intercepted without waiting for a recompile.
+//   fold the delta into a new base is TargetUpdater's policy (dataplane/target_updates.hpp).
+//   Deactivation is as fast: a snapshot carries a list of suspended warrant ids whose base
+//   targets matching ignores, so a lapsing warrant stops being intercepted without waiting
+//   for a recompile, and a modified one keeps only its new targets (in the delta).
 // - IP targets are LPM tables (rte_lpm, rte_lpm6) whose next hop indexes a table of warrant
 //   lists. LPM returns only the longest match, so at build time each prefix's list also
 //   takes the warrants of every prefix covering it. Snapshots with the same IP targets
@@ -237,8 +238,10 @@ struct TargetLayer::Result {
 struct TargetSetOptions {
     unsigned workers = 1;  // one Hyperscan scratch per worker index [0, workers)
     NumberingPlan plan{};  // must be the plan the packet side normalises with
-    /// Warrants whose hits are filtered out (lapsed or deactivated since the base was
-    /// compiled), so removal never waits for a recompile.
+    /// Warrants whose BASE-layer targets are ignored: ended or modified since the base was
+    /// compiled, so removal never waits for a recompile. The delta layer is never filtered,
+    /// so a modified warrant is suspended in the base and carries its new targets in the
+    /// delta.
     std::vector<std::uint32_t> suspended_warrants;
 };
 
@@ -304,6 +307,7 @@ class TargetSet {
         const hs_database* db = nullptr;
         const TargetLayer::WarrantRange* lists = nullptr;
         const std::uint32_t* warrant_ids = nullptr;
+        bool base = false;  // the base layer's: suspended warrants are filtered out
     };
 
     struct IpTables;  // LPM tables and their warrant lists, shared between snapshots

@@ -10,7 +10,6 @@ namespace tapwire::dataplane {
 namespace {
 
 const shm::DataplaneState* g_state = nullptr;  // telemetry callbacks take no user pointer
-GaugeSource g_gauges;
 
 const auto& kCounterNames = shm::kWorkerCounterNames;
 
@@ -55,19 +54,26 @@ int state(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, "worker_count", g_state->worker_count);
     rte_tel_data_add_dict_u64(d, "started_ns", g_state->started_ns);
     rte_tel_data_add_dict_u64(d, "heartbeat_ns", g_state->heartbeat_ns);
-    rte_tel_data_add_dict_u64(d, "target_generation", g_state->target_generation);
+    rte_tel_data_add_dict_u64(d, "dialogs", g_state->dialogs);
+    rte_tel_data_add_dict_u64(d, "media_flows", g_state->media_flows);
+    const shm::TargetPublication& t = g_state->targets;
+    rte_tel_data_add_dict_u64(d, "target_generation", t.generation);
+    rte_tel_data_add_dict_u64(d, "target_commit_applied", t.commit_applied);
+    rte_tel_data_add_dict_u64(d, "target_warrants", t.warrants);
+    rte_tel_data_add_dict_u64(d, "targets", t.targets);
+    rte_tel_data_add_dict_u64(d, "target_base", t.base_targets);
+    rte_tel_data_add_dict_u64(d, "target_delta", t.delta_targets);
+    rte_tel_data_add_dict_u64(d, "target_rebuilds", t.rebuilds);
+    rte_tel_data_add_dict_u64(d, "target_commands_invalid", t.commands_invalid);
+    rte_tel_data_add_dict_u64(d, "controlplane_heartbeat_ns", g_state->controlplane_heartbeat_ns);
     rte_tel_data_add_dict_u64(d, "hit_ring_size", g_state->hit_ring_size);
-    if (g_gauges)
-        for (const auto& [name, value] : g_gauges())
-            rte_tel_data_add_dict_u64(d, name.c_str(), value);
     return 0;
 }
 
 }  // namespace
 
-void register_telemetry(const shm::DataplaneState* state_ptr, GaugeSource gauges) {
+void register_telemetry(const shm::DataplaneState* state_ptr) {
     g_state = state_ptr;
-    g_gauges = std::move(gauges);
     rte_telemetry_register_cmd("/tapwire/totals", totals,
                                "Tapwire worker counters summed over workers. No parameters");
     rte_telemetry_register_cmd(

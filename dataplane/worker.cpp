@@ -234,18 +234,28 @@ void Worker::on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet
     const DialogEntry* dialog = tables.find_dialog(key);
     const std::uint64_t from_tag = tag_hash(msg.from.tag);
 
-    if (dialog == nullptr) {
-        // Not a known dialog: does any identity of this message name a target?
-        if (targets_ == nullptr) return;
-        IdentityList ids;
+    // Every message of an unknown dialog is matched, and so is every message of a dialog
+    // already under intercept: a warrant activated mid-call (another agency, the same
+    // target) joins the call at its next message instead of at its next call. Intercepted
+    // calls are a small share of the traffic, so this costs little.
+    MatchResult match;
+    match.clear();
+    bool hit = false;
+    IdentityList ids;
+    if (targets_ != nullptr) {
         collect_identities(msg, ids);
-        MatchResult match;
-        match.clear();
-        bool hit = targets_->match_identities({ids.views.data(), ids.size}, setup_.index, match);
+        hit = targets_->match_identities({ids.views.data(), ids.size}, setup_.index, match);
         if (match.overflow_count) count(WorkerCounter::drop_warrant_overflow, match.overflow_count);
         if (match.scan_error || match.identities_skipped)
             count(WorkerCounter::match_incomplete);  // a target may have been missed: alarm-worthy
-        if (!hit) return;
+    }
+    bool joins = false;  // a warrant the dialog does not have yet
+    if (hit && dialog != nullptr)
+        for (WarrantId w : match.warrant_ids())
+            joins = joins || !dialog->warrants.contains(w);
+
+    if (dialog == nullptr || joins) {
+        if (!hit) return;  // not a known dialog, and no identity names a target
         count(WorkerCounter::target_matches);
         Party sender = msg.is_request ? Party::Caller : Party::Callee;
         TargetSide side = TargetSide::None;
@@ -253,6 +263,7 @@ void Worker::on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet
             if (!(match.identity_mask >> i & 1)) continue;
             side = side | side_of(ids.roles[i] == kSender ? sender : other(sender));
         }
+        const bool known = dialog != nullptr;
         DialogUpsert up = tables.dialog_create_or_update(key, match.warrant_ids(), side,
                                                          msg.is_request ? from_tag : 0, now);
         if (up.entry == nullptr) {
@@ -266,7 +277,7 @@ void Worker::on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet
             return;
         }
         dialog = up.entry;
-        if (!creates_dialog(msg.cseq_method)) tables.dialog_end(key, now);
+        if (!known && !creates_dialog(msg.cseq_method)) tables.dialog_end(key, now);
     } else {
         tables.touch(*dialog, now);
     }

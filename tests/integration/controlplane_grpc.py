@@ -391,6 +391,411 @@ def t_audit():
         expect(secret.encode() not in read(SERVER_LOG), f"target identity in the log: {secret}")
 
 
+# ---------------------------------------------------------------------------------------
+# Appliance (status, event feed) and Audit (export), on a server restarted after the checks
+# above: roles, warrant counts, an event for a new warrant, the exported trail verified,
+# and a prompt shutdown with an event stream open. Run by appliance_audit_checks().
+import queue  # noqa: E402
+import threading  # noqa: E402
+
+XID3 = str(uuid.uuid4())
+TARGET_E164_3 = "+4930555077777"
+
+
+# Channels these checks opened: closed before the shutdown check, because a client
+# connection left idle holds up grpc::Server::Shutdown() by seconds, stream or not.
+appliance_channels = []
+
+
+def appliance_stubs(role):
+    ch = channel(server, role)
+    appliance_channels.append(ch)
+    return pb_grpc.ApplianceStub(ch), pb_grpc.AuditStub(ch), ch
+
+
+def provisioner_warrants():
+    war, _, ch = stubs(server, "provisioner")
+    appliance_channels.append(ch)
+    return war
+
+
+def stream_code(call):
+    """Drains a server stream; its final status code and message."""
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    return grpc.StatusCode.OK, ""
+
+
+def t_status_operator():
+    app, _, _ = appliance_stubs("operator")
+    st = app.GetStatus(pb.GetStatusRequest(), timeout=10)
+    war = provisioner_warrants()
+    active = war.List(pb.ListWarrantsRequest(states=[pb.WARRANT_STATE_ACTIVE]), timeout=10)
+    pending = war.List(pb.ListWarrantsRequest(states=[pb.WARRANT_STATE_PENDING]), timeout=10)
+    expect(len(active.warrants) >= 1, f"no active warrant to count: {active}")
+    expect(st.active_warrants == len(active.warrants), st)
+    expect(st.pending_warrants == len(pending.warrants), st)
+    expect(not st.dataplane_attached and st.dataplane_detail, st)
+    expect(abs(st.now.seconds - time.time()) < 60, st.now)
+    st = appliance_stubs("provisioner")[0].GetStatus(pb.GetStatusRequest(), timeout=10)
+    expect(st.active_warrants == len(active.warrants), st)
+
+
+def t_status_auditor_denied():
+    app, _, _ = appliance_stubs("auditor")
+    code, msg = code_of(app.GetStatus, pb.GetStatusRequest())
+    expect(code == grpc.StatusCode.PERMISSION_DENIED and "auditor" in msg, (code, msg))
+    code, msg = stream_code(app.WatchEvents(pb.WatchEventsRequest(), timeout=10))
+    expect(code == grpc.StatusCode.PERMISSION_DENIED, (code, msg))
+
+
+def t_export_denied():
+    for role in ("operator", "provisioner"):
+        _, aud, _ = appliance_stubs(role)
+        code, msg = stream_code(aud.Export(pb.ExportAuditRequest(), timeout=10))
+        expect(code == grpc.StatusCode.PERMISSION_DENIED and role in msg, (role, code, msg))
+
+
+def t_watch_events():
+    app, _, _ = appliance_stubs("operator")
+    call = app.WatchEvents(pb.WatchEventsRequest(), timeout=60)
+    call.initial_metadata()  # sent once the server's subscription is in place
+    got = queue.Queue()
+
+    def reader():
+        try:
+            for ev in call:
+                got.put(ev)
+        except grpc.RpcError as e:
+            got.put(e)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    war = provisioner_warrants()
+    w = signed(warrant_text(XID3, [(idpb.IDENTITY_TYPE_E164, TARGET_E164_3)], liid="LI-0077"))
+    reply = war.Activate(pb.ActivateWarrantRequest(warrant=w), timeout=10)
+    expect(reply.status.state == pb.WARRANT_STATE_ACTIVE, reply.status)
+    seen, ended = [], None
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            ev = got.get(timeout=max(0.01, deadline - time.time()))
+        except queue.Empty:
+            break
+        if isinstance(ev, Exception):
+            ended = ev
+            break
+        seen.append(ev)
+        if ev.kind == pb.EVENT_WARRANT_ACCEPTED and ev.xid == XID3:
+            break
+    call.cancel()
+    t.join(5)
+    expect(ended is None, f"event stream ended: {ended}")
+    accepted = [e for e in seen if e.kind == pb.EVENT_WARRANT_ACCEPTED and e.xid == XID3]
+    expect(accepted, f"no EVENT_WARRANT_ACCEPTED for {XID3} within 10 s; got {seen}")
+    ev = accepted[0]
+    expect(ev.liid == "LI-0077" and ev.sequence > 0 and ev.time.seconds > 0, ev)
+    expect(TARGET_E164_3.encode() not in ev.SerializeToString(), "target identity in an event")
+    seqs = [e.sequence for e in seen]
+    expect(seqs == sorted(set(seqs)), f"sequence numbers not increasing: {seqs}")
+
+
+def t_export():
+    _, aud, _ = appliance_stubs("auditor")
+    chunks = [c.data for c in aud.Export(pb.ExportAuditRequest(), timeout=30)]
+    data = b"".join(chunks)
+    expect(chunks and all(len(c) <= 64 * 1024 for c in chunks), [len(c) for c in chunks])
+    path = os.path.join(TMP, "exported-audit.log")
+    with open(path, "wb") as f:
+        f.write(data)
+    out = subprocess.run([AUDIT_VERIFY, "--log", path, "--public-key", AUDIT_PUB],
+                         capture_output=True, text=True)
+    expect(out.returncode == 0, f"exported trail: {out.stdout} {out.stderr}")
+    live = read(os.path.join(STATE, "audit.log"))
+    expect(data.endswith(b"\n") and live.startswith(data), "export is not a prefix of the trail")
+    records = [json.loads(line) for line in data.decode().splitlines()]
+
+    def has(action, result, actor, method=None):
+        return any(r["action"] == action and r["result"] == result and r["actor"] == actor
+                   and (method is None or r["details"].get("method") == method)
+                   for r in records)
+
+    expect(has("status_query", "ok", "CN=test-operator", "Appliance.GetStatus"), "status query")
+    expect(has("permission_denied", "PERMISSION_DENIED", "CN=test-auditor",
+               "Appliance.GetStatus"), "auditor status refused")
+    expect(has("permission_denied", "PERMISSION_DENIED", "CN=test-operator", "Audit.Export"),
+           "operator export refused")
+    expect(has("event_subscribe", "ok", "CN=test-operator", "Appliance.WatchEvents"),
+           "event subscription")
+    for secret in (TARGET_SIP, TARGET_E164, TARGET_E164_3):
+        expect(secret.encode() not in data, f"target identity in the audit trail: {secret}")
+    # The export is audited after it (so not in it), with its size.
+    after = [json.loads(line) for line in read(os.path.join(STATE, "audit.log"))
+             [len(data):].decode().splitlines()]
+    expect(any(r["action"] == "audit_export" and r["result"] == "ok"
+               and r["actor"] == "CN=test-auditor" and r["details"].get("bytes") == str(len(data))
+               for r in after), f"export not audited: {after}")
+
+
+def t_shutdown_with_open_stream():
+    while appliance_channels:
+        appliance_channels.pop().close()
+    ch = channel(server, "operator")
+    call = pb_grpc.ApplianceStub(ch).WatchEvents(pb.WatchEventsRequest(), timeout=60)
+    call.initial_metadata()
+    ended = {}
+
+    def reader():  # as a client would: the stream ends, it lets the connection go
+        ended["status"] = stream_code(call)
+        ch.close()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    t0 = time.time()
+    rc = server.stop()  # SIGTERM; SIGKILL after 15 s
+    elapsed = time.time() - t0
+    t.join(5)
+    expect(rc == 0, f"server exit status {rc} (after {elapsed:.1f} s)")
+    expect(elapsed < 3, f"server took {elapsed:.1f} s to stop with a WatchEvents stream open")
+    expect(ended.get("status", (grpc.StatusCode.OK,))[0] == grpc.StatusCode.UNAVAILABLE,
+           f"stream end: {ended}")
+
+
+def appliance_audit_checks():
+    def restart():
+        if server.proc is None or server.proc.poll() is not None:
+            server.start()
+
+    check("restart for the Appliance and Audit checks", restart)
+    for name, fn in (("operator gets the appliance status", t_status_operator),
+                     ("auditor may not get status or events", t_status_auditor_denied),
+                     ("operator and provisioner may not export", t_export_denied),
+                     ("WatchEvents sees a new warrant accepted", t_watch_events),
+                     ("auditor exports a verifiable trail", t_export),
+                     ("prompt shutdown with a stream open", t_shutdown_with_open_stream)):
+        check(name, fn)
+
+
+# ---------------------------------------------------------------------------------------
+# Warrant lifecycle: Modify, ConfirmEmergency and the window scheduler, over the same server
+# (restarted: the checks above end with it stopped).
+
+lifecycle_channels = []  # closed before the server stops (idle ones delay its Shutdown)
+LX_MOD = str(uuid.uuid4())
+LX_EMERG = str(uuid.uuid4())
+LX_WINDOW = str(uuid.uuid4())
+LX_TARGETS = ("+4930555077701", "+4930555077702", "+4930555077703")
+COURT_ORDER_REF = "Beschluss 12 Gs 345/26"
+
+
+def lifecycle_warrants(role="provisioner"):
+    war, _, ch = stubs(server, role)
+    lifecycle_channels.append(ch)
+    return war
+
+
+def verify_signature(w):
+    """tapwire-sign --verify against the appliance's authority keys: (exit status, output)."""
+    out = subprocess.run([SIGN, "--verify", KEYS, "-"],
+                         input=text_format.MessageToString(w).encode(), capture_output=True)
+    return out.returncode, (out.stdout + out.stderr).decode(errors="replace")
+
+
+def t_modify():
+    war = lifecycle_warrants()
+    e164 = idpb.IDENTITY_TYPE_E164
+    w1 = signed(warrant_text(LX_MOD, [(e164, LX_TARGETS[0])], liid="LI-0100"))
+    r1 = war.Activate(pb.ActivateWarrantRequest(warrant=w1), timeout=10).status
+    expect(r1.state == pb.WARRANT_STATE_ACTIVE and r1.version == 1, r1)
+    # Version 2: one more target and a later end, signed again by the authority.
+    v2 = warrant_text(LX_MOD, [(e164, LX_TARGETS[0]), (idpb.IDENTITY_TYPE_SIP_URI, TARGET_SIP)],
+                      liid="LI-0100", hours=48)
+    v2.valid_from.CopyFrom(w1.valid_from)
+    v2 = signed(v2)
+    r2 = war.Modify(pb.ModifyWarrantRequest(warrant=v2), timeout=10).status
+    expect(r2.version == 2 and r2.warrant == v2 and r2.state == pb.WARRANT_STATE_ACTIVE, r2)
+    expect(r2.activated_at == r1.activated_at and r2.accepted_at == r1.accepted_at, r2)
+    rc, out = verify_signature(r2.warrant)
+    expect(rc == 0, f"stored version 2 does not verify: {out}")
+    again = war.Modify(pb.ModifyWarrantRequest(warrant=v2), timeout=10).status
+    expect(again == r2, f"identical repeat differs: {again}")
+    got = war.Get(pb.GetWarrantRequest(xid=LX_MOD), timeout=10)
+    expect(got.version == 2 and got.warrant == v2, got)
+
+    # The signature is checked again: changed after signing, or signed by another key.
+    tampered = pb.Warrant()
+    tampered.CopyFrom(v2)
+    tampered.valid_until.seconds += 3600
+    code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=tampered))
+    expect(code == grpc.StatusCode.PERMISSION_DENIED and msg.startswith("signature:"), (code, msg))
+    v3 = pb.Warrant()
+    v3.CopyFrom(v2)
+    v3.valid_until.seconds += 3600
+    foreign = signed(v3, key=OTHER_PRIV)
+    code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=foreign))
+    expect(code == grpc.StatusCode.PERMISSION_DENIED and msg.startswith("signature:"), (code, msg))
+    # The LIID never changes; unknown and ended warrants are refused.
+    other_liid = signed(warrant_text(LX_MOD, [(e164, LX_TARGETS[0])], liid="LI-0199"))
+    code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=other_liid))
+    expect(code == grpc.StatusCode.FAILED_PRECONDITION and "warrant.liid" in msg, (code, msg))
+    unknown = signed(warrant_text(str(uuid.uuid4()), [(e164, LX_TARGETS[0])]))
+    code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=unknown))
+    expect(code == grpc.StatusCode.NOT_FOUND, (code, msg))
+    ended = signed(warrant_text(XID2, [(e164, TARGET_E164)], hours=48))  # deactivated above
+    code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=ended))
+    expect(code == grpc.StatusCode.FAILED_PRECONDITION and "has ended" in msg, (code, msg))
+    code, msg = code_of(lifecycle_warrants("auditor").Modify, pb.ModifyWarrantRequest(warrant=v3))
+    expect(code == grpc.StatusCode.PERMISSION_DENIED, (code, msg))
+    got = war.Get(pb.GetWarrantRequest(xid=LX_MOD), timeout=10)
+    expect(got.version == 2 and got.warrant == v2, f"a refused Modify changed it: {got}")
+    for secret in LX_TARGETS + (TARGET_SIP,):
+        expect(secret not in msg, "target identity in a message")
+
+
+def t_confirm_emergency():
+    war = lifecycle_warrants()
+    w = warrant_text(LX_EMERG, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[1])], liid="LI-0101")
+    w.legal.kind = pb.WARRANT_KIND_EMERGENCY
+    w = signed(w)
+    r = war.Activate(pb.ActivateWarrantRequest(warrant=w), timeout=10).status
+    expect(r.state == pb.WARRANT_STATE_ACTIVE and r.HasField("emergency_deadline"), r)
+    expect(abs(r.emergency_deadline.seconds - (time.time() + 48 * 3600)) < 120,
+           r.emergency_deadline)
+
+    c = war.ConfirmEmergency(pb.ConfirmEmergencyRequest(
+        xid=LX_EMERG, court_order_reference=COURT_ORDER_REF), timeout=10).status
+    expect(c.state == pb.WARRANT_STATE_ACTIVE and not c.HasField("emergency_deadline"), c)
+    expect(c.emergency_confirmation_reference == COURT_ORDER_REF, c)
+    expect(c.HasField("emergency_confirmed_at") and c.version == 1, c)
+    # The confirmation is outside the signed warrant: the authority's signature still holds.
+    expect(c.warrant == w, f"confirmation altered the signed warrant: {c.warrant}")
+    rc, out = verify_signature(c.warrant)
+    expect(rc == 0, f"confirmed warrant does not verify: {out}")
+    written_in = pb.Warrant()  # the control: had it been written into the signed fields
+    written_in.CopyFrom(c.warrant)
+    written_in.legal.confirmation_reference = COURT_ORDER_REF
+    rc, out = verify_signature(written_in)
+    expect(rc != 0, "tapwire-sign --verify accepted a changed warrant")
+
+    again = war.ConfirmEmergency(pb.ConfirmEmergencyRequest(
+        xid=LX_EMERG, court_order_reference=COURT_ORDER_REF), timeout=10).status
+    expect(again == c, f"repeat differs: {again}")
+    for xid, ref, want, text in (
+            (LX_EMERG, "Beschluss 99/26", grpc.StatusCode.FAILED_PRECONDITION,
+             "already confirmed"),
+            (LX_EMERG, "", grpc.StatusCode.INVALID_ARGUMENT, "court_order_reference"),
+            (LX_EMERG, "x" * 257, grpc.StatusCode.INVALID_ARGUMENT, "court_order_reference"),
+            (LX_EMERG, "Gs\x0712", grpc.StatusCode.INVALID_ARGUMENT, "court_order_reference"),
+            (XID, "Gs 1/26", grpc.StatusCode.FAILED_PRECONDITION, "not an emergency warrant"),
+            (str(uuid.uuid4()), "Gs 1/26", grpc.StatusCode.NOT_FOUND, "")):
+        code, msg = code_of(war.ConfirmEmergency,
+                            pb.ConfirmEmergencyRequest(xid=xid, court_order_reference=ref))
+        expect(code == want and text in msg, (xid, ref[:20], code, msg))
+
+    # Durable across kill -9; a new signed version stays confirmed.
+    server.kill9()
+    server.start()
+    war = lifecycle_warrants()
+    got = war.Get(pb.GetWarrantRequest(xid=LX_EMERG), timeout=10)
+    expect(got.emergency_confirmation_reference == COURT_ORDER_REF
+           and got.emergency_confirmed_at == c.emergency_confirmed_at
+           and not got.HasField("emergency_deadline"), got)
+    v2 = warrant_text(LX_EMERG, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[1])], liid="LI-0101",
+                      hours=72)
+    v2.valid_from.CopyFrom(w.valid_from)
+    v2.legal.kind = pb.WARRANT_KIND_EMERGENCY
+    v2 = signed(v2)
+    m = war.Modify(pb.ModifyWarrantRequest(warrant=v2), timeout=10).status
+    expect(m.version == 2 and not m.HasField("emergency_deadline")
+           and m.emergency_confirmation_reference == COURT_ORDER_REF, m)
+
+
+def t_window():
+    """A warrant whose window opens ~2 s from now and closes ~2 s later, with no client call."""
+    war = lifecycle_warrants()
+    w = warrant_text(LX_WINDOW, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[2])], liid="LI-0102")
+    start_ns = time.time_ns() + 2_000_000_000
+    end_ns = start_ns + 2_000_000_000
+    w.valid_from.FromNanoseconds(start_ns)
+    w.valid_until.FromNanoseconds(end_ns)
+    w = signed(w)
+    r = war.Activate(pb.ActivateWarrantRequest(warrant=w), timeout=10).status
+    expect(r.state == pb.WARRANT_STATE_PENDING, r)
+    polls = []  # (sent ns, received ns, status)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        sent = time.time_ns()
+        got = war.Get(pb.GetWarrantRequest(xid=LX_WINDOW), timeout=10)
+        polls.append((sent, time.time_ns(), got))
+        if got.state != pb.WARRANT_STATE_PENDING and got.state != pb.WARRANT_STATE_ACTIVE:
+            break
+        time.sleep(0.1)
+    states = [p[2].state for p in polls]
+    expect(pb.WARRANT_STATE_ACTIVE in states, f"never seen ACTIVE: {states}")
+    expect(states[-1] == pb.WARRANT_STATE_LAPSED, f"not LAPSED within 15 s: {states}")
+    for sent, received, got in polls:
+        if received < start_ns:  # answered before the window opened
+            expect(got.state == pb.WARRANT_STATE_PENDING, f"effective early: {got}")
+        elif received < end_ns:
+            expect(got.state != pb.WARRANT_STATE_LAPSED, f"lapsed early: {got}")
+        if start_ns + 1_000_000_000 <= sent and received < end_ns:
+            expect(got.state == pb.WARRANT_STATE_ACTIVE, f"not ACTIVE 1 s into its window: {got}")
+    last = polls[-1][2]
+    expect(last.activated_at == w.valid_from and last.ended_at == w.valid_until, last)
+
+
+def t_lifecycle_audit():
+    while lifecycle_channels:
+        lifecycle_channels.pop().close()
+    rc = server.stop()
+    expect(rc == 0, f"server exit status {rc}")
+    log = os.path.join(STATE, "audit.log")
+    out = subprocess.run([AUDIT_VERIFY, "--log", log, "--public-key", AUDIT_PUB],
+                         capture_output=True, text=True)
+    expect(out.returncode == 0, f"audit verify: {out.stdout} {out.stderr}")
+    raw = read(log)
+    records = [json.loads(line) for line in raw.decode().splitlines()]
+
+    def find(action, result, xid, actor="CN=test-provisioner"):
+        return [r for r in records if r["action"] == action and r["result"] == result
+                and r["actor"] == actor and r["subject"] == f"xid:{xid}"]
+
+    modified = find("warrant_modify", "ok", LX_MOD)
+    expect(any(r["details"].get("version") == "2" and r["details"].get("liid") == "LI-0100"
+               and r["details"].get("targets") == "2" and len(r["details"].get("targets_hmac", ""))
+               == 64 and r["details"].get("key_id") == "court-1" for r in modified), modified)
+    expect(any(r["details"].get("method") == "Warrants.Modify"
+               for r in find("signature_rejected", "PERMISSION_DENIED", LX_MOD)),
+           "Modify's bad signature not audited")
+    expect(find("warrant_modify", "FAILED_PRECONDITION", LX_MOD), "LIID change not audited")
+    expect(any(r["details"].get("court_order_reference") == COURT_ORDER_REF
+               for r in find("warrant_confirm", "ok", LX_EMERG)), "confirmation not audited")
+    effective = find("warrant_effective", "ok", LX_WINDOW, actor="system:scheduler")
+    lapse = find("warrant_lapse", "ok", LX_WINDOW, actor="system:scheduler")
+    expect(len(effective) == 1 and effective[0]["details"].get("to") == "WARRANT_STATE_ACTIVE",
+           effective)
+    expect(len(lapse) == 1 and lapse[0]["details"].get("to") == "WARRANT_STATE_LAPSED", lapse)
+    for secret in LX_TARGETS:
+        expect(secret.encode() not in raw, f"target identity in the audit trail: {secret}")
+        expect(secret.encode() not in read(SERVER_LOG), f"target identity in the log: {secret}")
+
+
+def lifecycle_checks():
+    def restart():
+        if server.proc is None or server.proc.poll() is not None:
+            server.start()
+
+    check("restart for the warrant lifecycle checks", restart)
+    for name, fn in (("Modify: new signed version, refusals", t_modify),
+                     ("ConfirmEmergency keeps the signature valid", t_confirm_emergency),
+                     ("a window opens and closes by itself", t_window),
+                     ("lifecycle audited", t_lifecycle_audit)):
+        check(name, fn)
+
+
 try:
     server.start()
     for name, fn in (("health service and reflection", t_health_reflection),
@@ -406,6 +811,8 @@ try:
                      ("kill -9 and restart", t_restart),
                      ("audit trail verified and complete", t_audit)):
         check(name, fn)
+    appliance_audit_checks()
+    lifecycle_checks()
 finally:
     server.stop()
     if failed == 0:

@@ -406,6 +406,29 @@ TEST_CASE("base and delta layers are both matched and merged", "[target_set]") {
     CHECK_FALSE(empty.set->match_address(IpAddress::parse("192.0.2.9").value(), r));
 }
 
+TEST_CASE("suspension hides a warrant's base targets only: a modified warrant moves to the delta",
+          "[target_set]") {
+    // Warrant 1 is in the base with an identity and an address; it is then modified: its
+    // new targets are in the delta and the base's are suspended.
+    auto base = TargetLayer::compile(
+        std::vector<TargetSpec>{{"sip:alice@example.com", 1}, {"192.0.2.9", 1}, {"+4930555*", 2}},
+        {}, "base");
+    REQUIRE(base.layer);
+    auto delta = TargetLayer::compile(
+        std::vector<TargetSpec>{{"sip:bob@example.com", 1}, {"198.51.100.0/24", 1}}, {}, "delta");
+    REQUIRE(delta.layer);
+    TargetSetOptions options;
+    options.suspended_warrants = {1};
+    auto r = TargetSet::assemble(base.layer, delta.layer, options);
+    INFO(r.error);
+    REQUIRE(r.set);
+    CHECK(warrants_of(*r.set, "sip:alice@example.com").empty());
+    CHECK(warrants_of(*r.set, "sip:bob@example.com") == W{1});
+    CHECK(address_warrants(*r.set, "192.0.2.9").empty());
+    CHECK(address_warrants(*r.set, "198.51.100.77") == W{1});
+    CHECK(warrants_of(*r.set, "tel:+4930555123") == W{2});
+}
+
 TEST_CASE("invalid targets fail the whole build, naming index, warrant and reason",
           "[target_set]") {
     std::vector<TargetSpec> targets = {
