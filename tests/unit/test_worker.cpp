@@ -195,6 +195,55 @@ TEST_CASE("hit direction follows the target's side of the call", "[worker]") {
     CHECK(from == to);
 }
 
+TEST_CASE("a warrant activated mid-call joins the call at its next SIP message", "[worker]") {
+    auto scenario = traffic::make_scenario("basic");
+    REQUIRE(scenario);
+    auto frames = traffic::render_scenario(*scenario);
+    Rig rig(scenario->targets);  // warrants 100, 101, ...
+
+    // Up to the first targeted SIP message after some targeted media: the call is followed.
+    std::size_t i = 0;
+    bool media_seen = false;
+    for (; i < frames.size(); ++i) {
+        const auto& f = frames[i];
+        if (media_seen && f.targeted && f.kind == FrameKind::Sip) break;
+        media_seen = media_seen || (f.targeted && f.kind == FrameKind::Rtp);
+        rig.feed(0, f.bytes, f.time_ns);
+    }
+    REQUIRE(i < frames.size());
+    const int call = frames[i].call_index;
+    for (const auto& h : rig.drain(0))
+        for (unsigned k = 0; k < h.warrant_count; ++k)
+            CHECK(h.warrant_ids[k] != 999);
+
+    // Another agency's warrant on the same target becomes effective now.
+    std::vector<TargetSpec> specs;
+    for (std::size_t t = 0; t < scenario->targets.size(); ++t)
+        specs.push_back({scenario->targets[t], std::uint32_t(100 + t)});
+    specs.push_back({scenario->targets[0], 999});
+    specs.push_back({scenario->targets.back(), 999});
+    TargetSetOptions options;
+    options.workers = 2;
+    auto built = TargetSet::build(specs, options);
+    REQUIRE(built.set);
+    rig.targets->publish(std::move(built.set));
+
+    // The rest of that call: its next SIP message and every later packet carry warrant 999.
+    std::size_t joined = 0, of_call = 0;
+    for (; i < frames.size(); ++i) {
+        const auto& f = frames[i];
+        rig.feed(0, f.bytes, f.time_ns);
+        for (const auto& h : rig.drain(0)) {
+            if (f.call_index != call || !f.targeted) continue;
+            ++of_call;
+            for (unsigned k = 0; k < h.warrant_count; ++k)
+                joined += h.warrant_ids[k] == 999;
+        }
+    }
+    CHECK(of_call > 2);
+    CHECK(joined == of_call);
+}
+
 TEST_CASE("a full hit ring drops copies and counts them, never blocks", "[worker]") {
     auto scenario = traffic::make_scenario("demo");
     REQUIRE(scenario);
