@@ -105,22 +105,6 @@ bool in_specs(std::span<const MediaSpec> specs, const MediaKey& key) noexcept {
     return false;
 }
 
-// Merges ids into set; returns true when something was added, counts what did not fit.
-bool merge_warrants(WarrantSet& set, std::span<const WarrantId> ids,
-                    std::uint64_t& overflow) noexcept {
-    bool added = false;
-    for (WarrantId id : ids) {
-        if (set.contains(id)) continue;
-        if (set.count == kMaxWarrantsPerCall) {
-            ++overflow;
-            continue;
-        }
-        set.ids[set.count++] = id;
-        added = true;
-    }
-    return added;
-}
-
 void copy_dialog(DialogEntry& dst, const DialogEntry& src) noexcept {
     dst.key = src.key;
     dst.correlation_id = src.correlation_id;
@@ -550,15 +534,15 @@ const DialogEntry* FlowTables::replace_dialog(const DialogEntry& old,
 DialogUpsert FlowTables::dialog_create_or_update(const DialogKey& key,
                                                  std::span<const WarrantId> warrants,
                                                  TargetSide side, std::uint64_t caller_tag,
-                                                 std::uint64_t now_ns) noexcept {
+                                                 std::uint64_t now_ns, bool replace) noexcept {
     WriterLock guard(lock_);
     std::uint64_t overflow = 0;
     if (const DialogEntry* old = find_dialog(key)) {
-        WarrantSet merged = old->warrants;
-        const bool added = merge_warrants(merged, warrants, overflow);
+        WarrantSet merged = replace ? WarrantSet{} : old->warrants;
+        merged.merge(warrants, overflow);
         if (overflow != 0) count(FlowTableCounter::dialog_warrant_overflow, overflow);
         const TargetSide merged_side = old->target_side | side;
-        if (!added && merged_side == old->target_side) {
+        if (merged == old->warrants && merged_side == old->target_side) {
             touch(*old, now_ns);
             return {FlowResult::Unchanged, old};
         }
@@ -599,7 +583,7 @@ DialogUpsert FlowTables::dialog_create_or_update(const DialogKey& key,
     e.state = DialogState::Active;
     e.media_count = 0;
     e.warrants = WarrantSet{};
-    merge_warrants(e.warrants, warrants, overflow);
+    e.warrants.merge(warrants, overflow);
     if (overflow != 0) count(FlowTableCounter::dialog_warrant_overflow, overflow);
     e.last_seen_ns.store(now_ns, std::memory_order_relaxed);
     // Publishes: from here every worker finds the dialog.

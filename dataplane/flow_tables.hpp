@@ -117,6 +117,17 @@ struct WarrantSet {
         return false;
     }
     std::span<const WarrantId> view() const noexcept { return {ids.data(), count}; }
+    /// Adds the ids not in the set yet; counts in `overflow` those that do not fit.
+    void merge(std::span<const WarrantId> more, std::uint64_t& overflow) noexcept {
+        for (WarrantId id : more) {
+            if (contains(id)) continue;
+            if (count == kMaxWarrantsPerCall) {
+                ++overflow;
+                continue;
+            }
+            ids[count++] = id;
+        }
+    }
     friend bool operator==(const WarrantSet& a, const WarrantSet& b) noexcept {
         if (a.count != b.count) return false;
         for (std::uint8_t i = 0; i < a.count; ++i)
@@ -466,9 +477,11 @@ class FlowTables {
     /// dialog need no write: find_dialog() and touch().
     /// caller_tag identifies the caller's From tag (any non-zero hash of it; 0: unknown) so
     /// that later messages tell which party sent them.
+    /// replace: the dialog's warrants become exactly `warrants` (a worker re-matched the call
+    /// after the target set changed: ended warrants leave, new ones join).
     DialogUpsert dialog_create_or_update(const DialogKey& key, std::span<const WarrantId> warrants,
                                          TargetSide side, std::uint64_t caller_tag,
-                                         std::uint64_t now_ns) noexcept;
+                                         std::uint64_t now_ns, bool replace = false) noexcept;
 
     /// BYE, CANCEL or a final failure of the initial INVITE (not of a re-INVITE: the caller
     /// decides): the dialog and its media stay for linger_ns, then the sweep removes them.

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -565,6 +566,12 @@ TargetLayer::Result TargetLayer::compile(std::span<const TargetSpec> targets,
     }
     flatten(literal, layer->literal_lists_, layer->warrant_ids_);
     flatten(glob, layer->glob_lists_, layer->warrant_ids_);
+    layer->warrants_.reserve(targets.size());
+    for (const TargetSpec& t : targets)
+        layer->warrants_.push_back(t.warrant_id);
+    std::sort(layer->warrants_.begin(), layer->warrants_.end());
+    layer->warrants_.erase(std::unique(layer->warrants_.begin(), layer->warrants_.end()),
+                           layer->warrants_.end());
     return {std::shared_ptr<const TargetLayer>(layer.release()), {}};
 }
 
@@ -653,6 +660,22 @@ TargetSet::Result TargetSet::assemble(std::shared_ptr<const TargetLayer> base,
         if (layer->glob_db_)
             set->dbs_[set->db_count_++] = {layer->glob_db_, layer->glob_lists_.data(),
                                            layer->warrant_ids_.data(), layer == base_layer};
+    }
+
+    // The warrants this snapshot intercepts for: the base's less the suspended, and the
+    // delta's; a linear merge of sorted lists.
+    if (base_layer)
+        std::set_difference(base_layer->warrants_.begin(), base_layer->warrants_.end(),
+                            set->suspended_.begin(), set->suspended_.end(),
+                            std::back_inserter(set->warrants_));
+    if (set->delta_) {
+        const auto middle = set->warrants_.size();
+        set->warrants_.insert(set->warrants_.end(), set->delta_->warrants_.begin(),
+                              set->delta_->warrants_.end());
+        std::inplace_merge(set->warrants_.begin(), set->warrants_.begin() + middle,
+                           set->warrants_.end());
+        set->warrants_.erase(std::unique(set->warrants_.begin(), set->warrants_.end()),
+                             set->warrants_.end());
     }
 
     // One scratch large enough for every database, then a clone per worker: workers never
@@ -846,6 +869,10 @@ bool TargetSet::match_identities(std::span<const std::string_view> normalized, u
         }
     }
     return state.hit;
+}
+
+bool TargetSet::has_warrant(std::uint32_t warrant) const noexcept {
+    return std::binary_search(warrants_.begin(), warrants_.end(), warrant);
 }
 
 // rte_lpm: one or two table loads, ~3 ns; rte_lpm6: one load per byte level, ~7 ns

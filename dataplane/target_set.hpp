@@ -226,6 +226,7 @@ class TargetLayer {
     std::vector<WarrantRange> literal_lists_, glob_lists_;
     std::vector<std::uint32_t> warrant_ids_;
     std::vector<IpTarget> ip_targets_;
+    std::vector<std::uint32_t> warrants_;  // every warrant with a target here, sorted
     LayerStats stats_;
 };
 
@@ -293,6 +294,10 @@ class TargetSet {
     /// the most specific prefix (which include those of the prefixes covering it).
     bool match_address(const IpAddress& address, MatchResult& out) const noexcept;
 
+    /// Whether any target of this warrant is active in this snapshot (binary search): a
+    /// dialog under intercept drops the warrants that ended since it was matched.
+    bool has_warrant(std::uint32_t warrant) const noexcept;
+
     const TargetSetStats& stats() const noexcept { return stats_; }
     std::uint64_t generation() const noexcept { return stats_.generation; }
     /// The layers, to build the next snapshot from (e.g. same base, a new delta).
@@ -322,6 +327,7 @@ class TargetSet {
     const TargetLayer::WarrantRange* ip_lists_ = nullptr;  // LPM next hop -> warrants
     const std::uint32_t* ip_warrant_ids_ = nullptr;
     std::vector<std::uint32_t> suspended_;  // sorted
+    std::vector<std::uint32_t> warrants_;   // sorted: has_warrant()
     TargetSetStats stats_;
 };
 

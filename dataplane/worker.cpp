@@ -249,13 +249,29 @@ void Worker::on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet
         if (match.scan_error || match.identities_skipped)
             count(WorkerCounter::match_incomplete);  // a target may have been missed: alarm-worthy
     }
-    bool joins = false;  // a warrant the dialog does not have yet
-    if (hit && dialog != nullptr)
-        for (WarrantId w : match.warrant_ids())
-            joins = joins || !dialog->warrants.contains(w);
+    // A known dialog's warrants are brought up to date when the target set changed under
+    // it: those of this match join, those no longer in the target set (ended) leave.
+    WarrantSet current;
+    bool changed = false;
+    if (dialog != nullptr && targets_ != nullptr) {
+        std::uint64_t overflow = 0;
+        current.merge(match.warrant_ids(), overflow);
+        for (WarrantId w : dialog->warrants.view()) {
+            if (targets_->has_warrant(w))
+                current.merge({&w, 1}, overflow);
+            else
+                changed = true;
+        }
+        changed = changed || current.count != dialog->warrants.count;
+        if (changed && current.count == 0) {
+            // Every warrant on this call ended: stop following it.
+            tables.dialog_remove(key);
+            return;
+        }
+    }
 
-    if (dialog == nullptr || joins) {
-        if (!hit) return;  // not a known dialog, and no identity names a target
+    if (dialog == nullptr || changed) {
+        if (dialog == nullptr && !hit) return;  // not a known dialog, no identity matches
         count(WorkerCounter::target_matches);
         Party sender = msg.is_request ? Party::Caller : Party::Callee;
         TargetSide side = TargetSide::None;
@@ -264,8 +280,9 @@ void Worker::on_sip(std::string_view text, const Addressing& a, rte_mbuf* packet
             side = side | side_of(ids.roles[i] == kSender ? sender : other(sender));
         }
         const bool known = dialog != nullptr;
-        DialogUpsert up = tables.dialog_create_or_update(key, match.warrant_ids(), side,
-                                                         msg.is_request ? from_tag : 0, now);
+        DialogUpsert up =
+            tables.dialog_create_or_update(key, known ? current.view() : match.warrant_ids(), side,
+                                           msg.is_request ? from_tag : 0, now, known);
         if (up.entry == nullptr) {
             count(WorkerCounter::drop_dialog_table_full);
             // Still mirror this message: the warrant names it even if we cannot follow.

@@ -13,209 +13,100 @@ trail verified with tapwire-audit-verify and checked for the activation and the 
 Usage: controlplane_grpc.py BUILD_DIR SOURCE_DIR   (exit 77 = skipped: no python3-grpcio or
 grpc_python_plugin). TAPWIRE_CONTROLPLANE overrides the server binary's path.
 """
-import datetime
-import json
 import os
-import select
-import shutil
-import signal
+import queue
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import uuid
 
-SKIP = 77
-
-
-def skip(reason):
-    print(f"SKIP: {reason}")
-    sys.exit(SKIP)
-
-
-try:
-    import grpc  # python3-grpcio (Debian)
-except ImportError:
-    skip("python3-grpcio is not installed")
-PLUGIN = "/usr/bin/grpc_python_plugin"
-if not os.access(PLUGIN, os.X_OK):
-    skip("grpc_python_plugin (protobuf-compiler-grpc) is not installed")
-if shutil.which("protoc") is None or shutil.which("openssl") is None:
-    skip("protoc or openssl is not installed")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import audit_records, code_of, expect, read  # noqa: E402
 
 if len(sys.argv) != 3:
     print(__doc__)
     sys.exit(2)
-BUILD = os.path.abspath(sys.argv[1])
-SOURCE = os.path.abspath(sys.argv[2])
-SERVER = os.environ.get("TAPWIRE_CONTROLPLANE",
-                        os.path.join(BUILD, "controlplane", "tapwire-controlplane"))
-SIGN = os.path.join(BUILD, "tools", "tapwire-sign")
-AUDIT_VERIFY = os.path.join(BUILD, "tools", "tapwire-audit-verify")
-for exe in (SERVER, SIGN, AUDIT_VERIFY):
-    if not os.access(exe, os.X_OK):
-        print(f"FAIL: {exe} not built")
-        sys.exit(1)
+env = harness.Environment(sys.argv[1], sys.argv[2], prefix="tapwire-cp-")
 
-TMP = tempfile.mkdtemp(prefix="tapwire-cp-")
-STUBS = os.path.join(TMP, "stubs")
-os.makedirs(STUBS)
-proto_dir = os.path.join(SOURCE, "proto")
-protos = sorted(os.path.join(proto_dir, "tapwire", "v1", f)
-                for f in os.listdir(os.path.join(proto_dir, "tapwire", "v1")) if f.endswith(".proto"))
-subprocess.run(["protoc", "-I", proto_dir, f"--python_out={STUBS}", f"--grpc_python_out={STUBS}",
-                f"--plugin=protoc-gen-grpc_python={PLUGIN}", *protos], check=True)
-sys.path.insert(0, STUBS)
+import grpc  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
 from tapwire.v1 import controlplane_pb2 as pb  # noqa: E402
 from tapwire.v1 import controlplane_pb2_grpc as pb_grpc  # noqa: E402
 from tapwire.v1 import identity_pb2 as idpb  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
 
-PKI = os.path.join(TMP, "pki")
-subprocess.run(["sh", os.path.join(SOURCE, "tests", "integration", "make_test_pki.sh"), PKI],
-               check=True)
-KEYS = os.path.join(TMP, "authority-keys")
-os.makedirs(KEYS)
-AUTH_PRIV = os.path.join(TMP, "authority.key")
-subprocess.run([SIGN, "--gen-key", AUTH_PRIV, os.path.join(KEYS, "court-1.pem")], check=True)
-OTHER_PRIV = os.path.join(TMP, "other.key")  # a key the appliance does not trust
-subprocess.run([SIGN, "--gen-key", OTHER_PRIV, os.path.join(TMP, "other.pub")], check=True)
-AUDIT_KEY = os.path.join(TMP, "audit.key")
-AUDIT_PUB = os.path.join(TMP, "audit.pub")
-subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", AUDIT_KEY], check=True)
-subprocess.run(["openssl", "pkey", "-in", AUDIT_KEY, "-pubout", "-out", AUDIT_PUB], check=True)
-STATE = os.path.join(TMP, "state")
-SERVER_LOG = os.path.join(TMP, "server.log")
+OTHER_PRIV = env.untrusted_key()  # claims to be court-1's, but the appliance does not trust it
+warrant = env.warrant
+signed = env.signed
 
 # Target identities used below: none of them may show up in the audit trail or server log.
 TARGET_SIP = "sip:alice.target@example.test"
 TARGET_E164 = "+4930555012345"
 
-
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
+server = harness.Server(env)
+checks = harness.Checks()
 
 
-class Server:
-    def __init__(self):
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        log = open(SERVER_LOG, "ab")
-        self.proc = subprocess.Popen(
-            [SERVER, "--listen", "127.0.0.1:0", "--state-dir", STATE,
-             "--tls-cert", os.path.join(PKI, "server.pem"),
-             "--tls-key", os.path.join(PKI, "server.key"),
-             "--client-ca", os.path.join(PKI, "ca.pem"),
-             "--authority-keys", KEYS, "--roles", os.path.join(PKI, "roles"),
-             "--audit-key", AUDIT_KEY],
-            stdout=subprocess.PIPE, stderr=log)
-        deadline = time.time() + 20
-        line = b""
-        while time.time() < deadline and b"\n" not in line:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                line += chunk
-        text = line.decode(errors="replace")
-        if "(port " not in text:
-            raise RuntimeError(f"server did not start: {text!r}; log: {read(SERVER_LOG)[-2000:]!r}")
-        self.port = int(text.split("(port ")[1].split(",")[0])
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait()
-        return self.proc.returncode if self.proc else None
-
-
-def channel(server, role=None, cert=None):
-    ca = read(os.path.join(PKI, "ca.pem"))
-    if role is None and cert is None:
-        creds = grpc.ssl_channel_credentials(root_certificates=ca)
-    else:
-        name = cert or role
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=ca, private_key=read(os.path.join(PKI, f"{name}.key")),
-            certificate_chain=read(os.path.join(PKI, f"{name}.pem")))
-    return grpc.secure_channel(f"127.0.0.1:{server.port}", creds,
-                               options=[("grpc.ssl_target_name_override", "localhost")])
-
-
-def stubs(server, role=None, cert=None):
-    ch = channel(server, role, cert)
+def stubs(role=None, cert=None):
+    ch = env.channel(server.port, role, cert)
     return pb_grpc.WarrantsStub(ch), pb_grpc.DestinationsStub(ch), ch
 
 
-def code_of(fn, *args):
-    try:
-        fn(*args, timeout=10)
-    except grpc.RpcError as e:
-        return e.code(), e.details()
-    return grpc.StatusCode.OK, ""
+# Channels that later checks open: closed before the server stops, because a client
+# connection left idle holds up grpc::Server::Shutdown() by seconds, stream or not.
+open_channels = []
 
 
-def warrant_text(xid, targets, destination="lemf-1", liid="LI-0042", hours=24):
-    now = int(time.time())
-    w = pb.Warrant(xid=xid, liid=liid, delivery_type=pb.DELIVERY_TYPE_IRI_AND_CC,
-                   destination_ids=[destination])
-    for t, v in targets:
-        w.targets.add(type=t, value=v)
-    w.valid_from.seconds = now - 60
-    w.valid_until.seconds = now + hours * 3600
-    w.legal.issuing_authority = "Amtsgericht Test"
-    w.legal.reference = "AZ 123/26"
-    w.legal.jurisdiction = "DE"
-    w.legal.kind = pb.WARRANT_KIND_COURT_ORDER
-    return w
+def tracked_channel(role):
+    ch = env.channel(server.port, role)
+    open_channels.append(ch)
+    return ch
 
 
-def signed(w, key=AUTH_PRIV, key_id="court-1"):
-    out = subprocess.run([SIGN, "--key", key, "--key-id", key_id, "-"],
-                         input=text_format.MessageToString(w).encode(), capture_output=True,
-                         check=True)
-    return text_format.Parse(out.stdout.decode(), pb.Warrant())
+def close_channels():
+    while open_channels:
+        open_channels.pop().close()
 
 
-passed = failed = 0
+def start_if_stopped():
+    if server.proc is None or server.proc.poll() is not None:
+        server.start()
 
 
-def check(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"PASS {name}")
-    except Exception as e:  # noqa: BLE001 - a failed check is reported, the rest go on
-        failed += 1
-        print(f"FAIL {name}: {type(e).__name__}: {e}")
+def stopped_audit_trail():
+    """Stops the server (it must exit 0) and verifies its audit trail: (bytes, records)."""
+    close_channels()
+    rc = server.stop()
+    expect(rc == 0, f"server exit status {rc}")
+    out = env.verify_audit()
+    expect(out.returncode == 0, f"audit verify: {out.stdout} {out.stderr}")
+    raw = read(env.audit_log)
+    return raw, audit_records(raw)
 
 
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
+def expect_no_target(raw, secrets):
+    """None of the target identities in the audit trail (raw) or the server's log."""
+    for secret in secrets:
+        expect(secret.encode() not in raw, f"target identity in the audit trail: {secret}")
+        expect(secret not in server.log(), f"target identity in the log: {secret}")
 
 
-server = Server()
+def matching(records, action, result, actor=None, subject=None, method=None):
+    """The audit records of that action and result (and actor, subject, method if given)."""
+    return [r for r in records if r["action"] == action and r["result"] == result
+            and (actor is None or r["actor"] == actor)
+            and (subject is None or r["subject"] == subject)
+            and (method is None or r["details"].get("method") == method)]
+
+
 XID = str(uuid.uuid4())
 XID2 = str(uuid.uuid4())
 state = {}
 
 
 def t_health_reflection():
-    _, _, ch = stubs(server, "provisioner")
+    _, _, ch = stubs("provisioner")
     # grpc.health.v1.Health/Check with an empty HealthCheckRequest: the reply is
     # HealthCheckResponse{status: SERVING (1)} = bytes 08 01.
     check_rpc = ch.unary_unary("/grpc.health.v1.Health/Check")
@@ -229,7 +120,7 @@ def t_health_reflection():
 
 
 def t_destinations():
-    _, dst, _ = stubs(server, "provisioner")
+    _, dst, _ = stubs("provisioner")
     d = pb.Destination(id="lemf-1", address="192.0.2.10", port=6000,
                        format=pb.HANDOVER_FORMAT_ETSI_102232)
     reply = dst.Create(pb.CreateDestinationRequest(destination=d), timeout=10)
@@ -245,9 +136,9 @@ def t_destinations():
 
 
 def t_activate():
-    war, _, _ = stubs(server, "provisioner")
-    w = signed(warrant_text(XID, [(idpb.IDENTITY_TYPE_SIP_URI, TARGET_SIP),
-                                  (idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
+    war, _, _ = stubs("provisioner")
+    w = signed(warrant(XID, [(idpb.IDENTITY_TYPE_SIP_URI, TARGET_SIP),
+                             (idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
     state["w"] = w
     reply = war.Activate(pb.ActivateWarrantRequest(warrant=w), timeout=10)
     expect(reply.status.state == pb.WARRANT_STATE_ACTIVE, reply.status)
@@ -256,16 +147,16 @@ def t_activate():
 
 
 def t_idempotent():
-    war, _, _ = stubs(server, "provisioner")
+    war, _, _ = stubs("provisioner")
     reply = war.Activate(pb.ActivateWarrantRequest(warrant=state["w"]), timeout=10)
     expect(reply.status == state["first"], f"repeat differs: {reply.status}")
-    other = signed(warrant_text(XID, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
+    other = signed(warrant(XID, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
     code, msg = code_of(war.Activate, pb.ActivateWarrantRequest(warrant=other))
     expect(code == grpc.StatusCode.ALREADY_EXISTS, (code, msg))
 
 
 def t_list_get():
-    war, _, _ = stubs(server, "provisioner")
+    war, _, _ = stubs("provisioner")
     listed = war.List(pb.ListWarrantsRequest(), timeout=10)
     expect([s.warrant.xid for s in listed.warrants] == [XID], listed)
     got = war.Get(pb.GetWarrantRequest(xid=XID), timeout=10)
@@ -273,7 +164,7 @@ def t_list_get():
     code, _ = code_of(war.Get, pb.GetWarrantRequest(xid=str(uuid.uuid4())))
     expect(code == grpc.StatusCode.NOT_FOUND, code)
     # The auditor may read but not write.
-    aud, aud_dst, _ = stubs(server, "auditor")
+    aud, aud_dst, _ = stubs("auditor")
     expect(len(aud.List(pb.ListWarrantsRequest(), timeout=10).warrants) == 1, "auditor list")
     code, _ = code_of(aud.Activate, pb.ActivateWarrantRequest(warrant=state["w"]))
     expect(code == grpc.StatusCode.PERMISSION_DENIED, f"auditor activate: {code}")
@@ -282,7 +173,7 @@ def t_list_get():
 
 
 def t_operator_denied():
-    war, dst, _ = stubs(server, "operator")
+    war, dst, _ = stubs("operator")
     for fn, req in ((war.List, pb.ListWarrantsRequest()),
                     (war.Activate, pb.ActivateWarrantRequest(warrant=state["w"])),
                     (dst.List, pb.ListDestinationsRequest())):
@@ -291,27 +182,27 @@ def t_operator_denied():
 
 
 def t_no_client_cert():
-    war, _, _ = stubs(server)  # no client certificate: the handshake fails
+    war, _, _ = stubs()  # no client certificate: the handshake fails
     code, _ = code_of(war.List, pb.ListWarrantsRequest())
     expect(code == grpc.StatusCode.UNAVAILABLE, f"no cert: {code}")
-    war, _, _ = stubs(server, cert="rogue")  # right CN, foreign CA
+    war, _, _ = stubs(cert="rogue")  # right CN, foreign CA
     code, _ = code_of(war.List, pb.ListWarrantsRequest())
     expect(code == grpc.StatusCode.UNAVAILABLE, f"rogue cert: {code}")
 
 
 def t_bad_signature():
-    war, _, _ = stubs(server, "provisioner")
-    w = signed(warrant_text(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
+    war, _, _ = stubs("provisioner")
+    w = signed(warrant(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
     tampered = pb.Warrant()
     tampered.CopyFrom(w)
     tampered.liid = "LI-0043"  # changed after signing
     code, msg = code_of(war.Activate, pb.ActivateWarrantRequest(warrant=tampered))
     expect(code == grpc.StatusCode.PERMISSION_DENIED and msg.startswith("signature:"), (code, msg))
-    foreign = signed(warrant_text(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]),
+    foreign = signed(warrant(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]),
                      key=OTHER_PRIV)  # claims court-1, signed by another key
     code, msg = code_of(war.Activate, pb.ActivateWarrantRequest(warrant=foreign))
     expect(code == grpc.StatusCode.PERMISSION_DENIED and msg.startswith("signature:"), (code, msg))
-    unsigned = warrant_text(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)])
+    unsigned = warrant(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)])
     code, msg = code_of(war.Activate, pb.ActivateWarrantRequest(warrant=unsigned))
     expect(code == grpc.StatusCode.PERMISSION_DENIED, (code, msg))
     code, _ = code_of(war.Get, pb.GetWarrantRequest(xid=XID2))
@@ -319,13 +210,13 @@ def t_bad_signature():
 
 
 def t_invalid():
-    war, _, _ = stubs(server, "provisioner")
-    w = signed(warrant_text(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164),
-                                   (idpb.IDENTITY_TYPE_SIP_URI, "not a uri")]))
+    war, _, _ = stubs("provisioner")
+    w = signed(warrant(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164),
+                              (idpb.IDENTITY_TYPE_SIP_URI, "not a uri")]))
     code, msg = code_of(war.Activate, pb.ActivateWarrantRequest(warrant=w))
     expect(code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("targets[1]"), (code, msg))
     expect("not a uri" not in msg and TARGET_E164 not in msg, f"target value in message: {msg}")
-    w = signed(warrant_text(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)], destination="nowhere"))
+    w = signed(warrant(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)], destination="nowhere"))
     code, msg = code_of(war.Activate, pb.ActivateWarrantRequest(warrant=w))
     expect(code == grpc.StatusCode.FAILED_PRECONDITION and msg.startswith("destination_ids[0]"),
            (code, msg))
@@ -334,8 +225,8 @@ def t_invalid():
 
 
 def t_deactivate():
-    war, dst, _ = stubs(server, "provisioner")
-    w = signed(warrant_text(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
+    war, dst, _ = stubs("provisioner")
+    w = signed(warrant(XID2, [(idpb.IDENTITY_TYPE_E164, TARGET_E164)]))
     reply = war.Activate(pb.ActivateWarrantRequest(warrant=w), timeout=10)
     expect(reply.status.state == pb.WARRANT_STATE_ACTIVE, reply)
     code, msg = code_of(dst.Remove, pb.RemoveDestinationRequest(id="lemf-1"))
@@ -350,7 +241,7 @@ def t_deactivate():
 def t_restart():
     server.kill9()
     server.start()
-    war, _, _ = stubs(server, "provisioner")
+    war, _, _ = stubs("provisioner")
     listed = war.List(pb.ListWarrantsRequest(), timeout=10)
     by_xid = {s.warrant.xid: s for s in listed.warrants}
     expect(set(by_xid) == {XID, XID2}, listed)
@@ -360,19 +251,10 @@ def t_restart():
 
 
 def t_audit():
-    rc = server.stop()
-    expect(rc == 0, f"server exit status {rc}")
-    log = os.path.join(STATE, "audit.log")
-    out = subprocess.run([AUDIT_VERIFY, "--log", log, "--public-key", AUDIT_PUB],
-                         capture_output=True, text=True)
-    expect(out.returncode == 0, f"audit verify: {out.stdout} {out.stderr}")
-    raw = read(log)
-    records = [json.loads(line) for line in raw.decode().splitlines()]
+    raw, records = stopped_audit_trail()
 
     def has(action, result, actor=None, subject=None):
-        return any(r["action"] == action and r["result"] == result
-                   and (actor is None or r["actor"] == actor)
-                   and (subject is None or r["subject"] == subject) for r in records)
+        return matching(records, action, result, actor, subject)
 
     prov = "CN=test-provisioner"
     expect(has("warrant_activate", "ok", prov, f"xid:{XID}"), "activation")
@@ -386,37 +268,24 @@ def t_audit():
     expect(has("warrant_deactivate", "ok", prov, f"xid:{XID2}"), "deactivation")
     expect(has("destination_create", "ok", prov, "destination:lemf-1"), "destination")
     expect(has("warrant_get", "NOT_FOUND", prov), "query refused")
-    for secret in (TARGET_SIP, TARGET_E164, "alice.target", "not a uri"):
-        expect(secret.encode() not in raw, f"target identity in the audit trail: {secret}")
-        expect(secret.encode() not in read(SERVER_LOG), f"target identity in the log: {secret}")
+    expect_no_target(raw, (TARGET_SIP, TARGET_E164, "alice.target", "not a uri"))
 
 
 # ---------------------------------------------------------------------------------------
 # Appliance (status, event feed) and Audit (export), on a server restarted after the checks
 # above: roles, warrant counts, an event for a new warrant, the exported trail verified,
 # and a prompt shutdown with an event stream open. Run by appliance_audit_checks().
-import queue  # noqa: E402
-import threading  # noqa: E402
-
 XID3 = str(uuid.uuid4())
 TARGET_E164_3 = "+4930555077777"
 
 
-# Channels these checks opened: closed before the shutdown check, because a client
-# connection left idle holds up grpc::Server::Shutdown() by seconds, stream or not.
-appliance_channels = []
-
-
 def appliance_stubs(role):
-    ch = channel(server, role)
-    appliance_channels.append(ch)
+    ch = tracked_channel(role)
     return pb_grpc.ApplianceStub(ch), pb_grpc.AuditStub(ch), ch
 
 
-def provisioner_warrants():
-    war, _, ch = stubs(server, "provisioner")
-    appliance_channels.append(ch)
-    return war
+def tracked_warrants(role="provisioner"):
+    return pb_grpc.WarrantsStub(tracked_channel(role))
 
 
 def stream_code(call):
@@ -432,7 +301,7 @@ def stream_code(call):
 def t_status_operator():
     app, _, _ = appliance_stubs("operator")
     st = app.GetStatus(pb.GetStatusRequest(), timeout=10)
-    war = provisioner_warrants()
+    war = tracked_warrants()
     active = war.List(pb.ListWarrantsRequest(states=[pb.WARRANT_STATE_ACTIVE]), timeout=10)
     pending = war.List(pb.ListWarrantsRequest(states=[pb.WARRANT_STATE_PENDING]), timeout=10)
     expect(len(active.warrants) >= 1, f"no active warrant to count: {active}")
@@ -474,8 +343,8 @@ def t_watch_events():
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    war = provisioner_warrants()
-    w = signed(warrant_text(XID3, [(idpb.IDENTITY_TYPE_E164, TARGET_E164_3)], liid="LI-0077"))
+    war = tracked_warrants()
+    w = signed(warrant(XID3, [(idpb.IDENTITY_TYPE_E164, TARGET_E164_3)], liid="LI-0077"))
     reply = war.Activate(pb.ActivateWarrantRequest(warrant=w), timeout=10)
     expect(reply.status.state == pb.WARRANT_STATE_ACTIVE, reply.status)
     seen, ended = [], None
@@ -508,20 +377,17 @@ def t_export():
     chunks = [c.data for c in aud.Export(pb.ExportAuditRequest(), timeout=30)]
     data = b"".join(chunks)
     expect(chunks and all(len(c) <= 64 * 1024 for c in chunks), [len(c) for c in chunks])
-    path = os.path.join(TMP, "exported-audit.log")
+    path = os.path.join(env.tmp, "exported-audit.log")
     with open(path, "wb") as f:
         f.write(data)
-    out = subprocess.run([AUDIT_VERIFY, "--log", path, "--public-key", AUDIT_PUB],
-                         capture_output=True, text=True)
+    out = env.verify_audit(path)
     expect(out.returncode == 0, f"exported trail: {out.stdout} {out.stderr}")
-    live = read(os.path.join(STATE, "audit.log"))
+    live = read(env.audit_log)
     expect(data.endswith(b"\n") and live.startswith(data), "export is not a prefix of the trail")
-    records = [json.loads(line) for line in data.decode().splitlines()]
+    records = audit_records(data)
 
     def has(action, result, actor, method=None):
-        return any(r["action"] == action and r["result"] == result and r["actor"] == actor
-                   and (method is None or r["details"].get("method") == method)
-                   for r in records)
+        return matching(records, action, result, actor, method=method)
 
     expect(has("status_query", "ok", "CN=test-operator", "Appliance.GetStatus"), "status query")
     expect(has("permission_denied", "PERMISSION_DENIED", "CN=test-auditor",
@@ -533,17 +399,15 @@ def t_export():
     for secret in (TARGET_SIP, TARGET_E164, TARGET_E164_3):
         expect(secret.encode() not in data, f"target identity in the audit trail: {secret}")
     # The export is audited after it (so not in it), with its size.
-    after = [json.loads(line) for line in read(os.path.join(STATE, "audit.log"))
-             [len(data):].decode().splitlines()]
-    expect(any(r["action"] == "audit_export" and r["result"] == "ok"
-               and r["actor"] == "CN=test-auditor" and r["details"].get("bytes") == str(len(data))
-               for r in after), f"export not audited: {after}")
+    after = audit_records(read(env.audit_log)[len(data):])
+    expect(any(r["details"].get("bytes") == str(len(data))
+               for r in matching(after, "audit_export", "ok", "CN=test-auditor")),
+           f"export not audited: {after}")
 
 
 def t_shutdown_with_open_stream():
-    while appliance_channels:
-        appliance_channels.pop().close()
-    ch = channel(server, "operator")
+    close_channels()
+    ch = env.channel(server.port, "operator")
     call = pb_grpc.ApplianceStub(ch).WatchEvents(pb.WatchEventsRequest(), timeout=60)
     call.initial_metadata()
     ended = {}
@@ -565,25 +429,19 @@ def t_shutdown_with_open_stream():
 
 
 def appliance_audit_checks():
-    def restart():
-        if server.proc is None or server.proc.poll() is not None:
-            server.start()
-
-    check("restart for the Appliance and Audit checks", restart)
-    for name, fn in (("operator gets the appliance status", t_status_operator),
+    checks.check("restart for the Appliance and Audit checks", start_if_stopped)
+    checks.check_all((("operator gets the appliance status", t_status_operator),
                      ("auditor may not get status or events", t_status_auditor_denied),
                      ("operator and provisioner may not export", t_export_denied),
                      ("WatchEvents sees a new warrant accepted", t_watch_events),
                      ("auditor exports a verifiable trail", t_export),
-                     ("prompt shutdown with a stream open", t_shutdown_with_open_stream)):
-        check(name, fn)
+                     ("prompt shutdown with a stream open", t_shutdown_with_open_stream)))
 
 
 # ---------------------------------------------------------------------------------------
 # Warrant lifecycle: Modify, ConfirmEmergency and the window scheduler, over the same server
 # (restarted: the checks above end with it stopped).
 
-lifecycle_channels = []  # closed before the server stops (idle ones delay its Shutdown)
 LX_MOD = str(uuid.uuid4())
 LX_EMERG = str(uuid.uuid4())
 LX_WINDOW = str(uuid.uuid4())
@@ -591,28 +449,22 @@ LX_TARGETS = ("+4930555077701", "+4930555077702", "+4930555077703")
 COURT_ORDER_REF = "Beschluss 12 Gs 345/26"
 
 
-def lifecycle_warrants(role="provisioner"):
-    war, _, ch = stubs(server, role)
-    lifecycle_channels.append(ch)
-    return war
-
-
 def verify_signature(w):
     """tapwire-sign --verify against the appliance's authority keys: (exit status, output)."""
-    out = subprocess.run([SIGN, "--verify", KEYS, "-"],
+    out = subprocess.run([env.sign_bin, "--verify", env.keys, "-"],
                          input=text_format.MessageToString(w).encode(), capture_output=True)
     return out.returncode, (out.stdout + out.stderr).decode(errors="replace")
 
 
 def t_modify():
-    war = lifecycle_warrants()
+    war = tracked_warrants()
     e164 = idpb.IDENTITY_TYPE_E164
-    w1 = signed(warrant_text(LX_MOD, [(e164, LX_TARGETS[0])], liid="LI-0100"))
+    w1 = signed(warrant(LX_MOD, [(e164, LX_TARGETS[0])], liid="LI-0100"))
     r1 = war.Activate(pb.ActivateWarrantRequest(warrant=w1), timeout=10).status
     expect(r1.state == pb.WARRANT_STATE_ACTIVE and r1.version == 1, r1)
     # Version 2: one more target and a later end, signed again by the authority.
-    v2 = warrant_text(LX_MOD, [(e164, LX_TARGETS[0]), (idpb.IDENTITY_TYPE_SIP_URI, TARGET_SIP)],
-                      liid="LI-0100", hours=48)
+    v2 = warrant(LX_MOD, [(e164, LX_TARGETS[0]), (idpb.IDENTITY_TYPE_SIP_URI, TARGET_SIP)],
+                 liid="LI-0100", duration_s=48 * 3600)
     v2.valid_from.CopyFrom(w1.valid_from)
     v2 = signed(v2)
     r2 = war.Modify(pb.ModifyWarrantRequest(warrant=v2), timeout=10).status
@@ -638,16 +490,17 @@ def t_modify():
     code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=foreign))
     expect(code == grpc.StatusCode.PERMISSION_DENIED and msg.startswith("signature:"), (code, msg))
     # The LIID never changes; unknown and ended warrants are refused.
-    other_liid = signed(warrant_text(LX_MOD, [(e164, LX_TARGETS[0])], liid="LI-0199"))
+    other_liid = signed(warrant(LX_MOD, [(e164, LX_TARGETS[0])], liid="LI-0199"))
     code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=other_liid))
     expect(code == grpc.StatusCode.FAILED_PRECONDITION and "warrant.liid" in msg, (code, msg))
-    unknown = signed(warrant_text(str(uuid.uuid4()), [(e164, LX_TARGETS[0])]))
+    unknown = signed(warrant(str(uuid.uuid4()), [(e164, LX_TARGETS[0])]))
     code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=unknown))
     expect(code == grpc.StatusCode.NOT_FOUND, (code, msg))
-    ended = signed(warrant_text(XID2, [(e164, TARGET_E164)], hours=48))  # deactivated above
+    # XID2 was deactivated above.
+    ended = signed(warrant(XID2, [(e164, TARGET_E164)], duration_s=48 * 3600))
     code, msg = code_of(war.Modify, pb.ModifyWarrantRequest(warrant=ended))
     expect(code == grpc.StatusCode.FAILED_PRECONDITION and "has ended" in msg, (code, msg))
-    code, msg = code_of(lifecycle_warrants("auditor").Modify, pb.ModifyWarrantRequest(warrant=v3))
+    code, msg = code_of(tracked_warrants("auditor").Modify, pb.ModifyWarrantRequest(warrant=v3))
     expect(code == grpc.StatusCode.PERMISSION_DENIED, (code, msg))
     got = war.Get(pb.GetWarrantRequest(xid=LX_MOD), timeout=10)
     expect(got.version == 2 and got.warrant == v2, f"a refused Modify changed it: {got}")
@@ -656,10 +509,9 @@ def t_modify():
 
 
 def t_confirm_emergency():
-    war = lifecycle_warrants()
-    w = warrant_text(LX_EMERG, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[1])], liid="LI-0101")
-    w.legal.kind = pb.WARRANT_KIND_EMERGENCY
-    w = signed(w)
+    war = tracked_warrants()
+    w = signed(warrant(LX_EMERG, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[1])], liid="LI-0101",
+                       kind=pb.WARRANT_KIND_EMERGENCY))
     r = war.Activate(pb.ActivateWarrantRequest(warrant=w), timeout=10).status
     expect(r.state == pb.WARRANT_STATE_ACTIVE and r.HasField("emergency_deadline"), r)
     expect(abs(r.emergency_deadline.seconds - (time.time() + 48 * 3600)) < 120,
@@ -698,15 +550,14 @@ def t_confirm_emergency():
     # Durable across kill -9; a new signed version stays confirmed.
     server.kill9()
     server.start()
-    war = lifecycle_warrants()
+    war = tracked_warrants()
     got = war.Get(pb.GetWarrantRequest(xid=LX_EMERG), timeout=10)
     expect(got.emergency_confirmation_reference == COURT_ORDER_REF
            and got.emergency_confirmed_at == c.emergency_confirmed_at
            and not got.HasField("emergency_deadline"), got)
-    v2 = warrant_text(LX_EMERG, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[1])], liid="LI-0101",
-                      hours=72)
+    v2 = warrant(LX_EMERG, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[1])], liid="LI-0101",
+                 duration_s=72 * 3600, kind=pb.WARRANT_KIND_EMERGENCY)
     v2.valid_from.CopyFrom(w.valid_from)
-    v2.legal.kind = pb.WARRANT_KIND_EMERGENCY
     v2 = signed(v2)
     m = war.Modify(pb.ModifyWarrantRequest(warrant=v2), timeout=10).status
     expect(m.version == 2 and not m.HasField("emergency_deadline")
@@ -715,8 +566,8 @@ def t_confirm_emergency():
 
 def t_window():
     """A warrant whose window opens ~2 s from now and closes ~2 s later, with no client call."""
-    war = lifecycle_warrants()
-    w = warrant_text(LX_WINDOW, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[2])], liid="LI-0102")
+    war = tracked_warrants()
+    w = warrant(LX_WINDOW, [(idpb.IDENTITY_TYPE_E164, LX_TARGETS[2])], liid="LI-0102")
     start_ns = time.time_ns() + 2_000_000_000
     end_ns = start_ns + 2_000_000_000
     w.valid_from.FromNanoseconds(start_ns)
@@ -748,20 +599,10 @@ def t_window():
 
 
 def t_lifecycle_audit():
-    while lifecycle_channels:
-        lifecycle_channels.pop().close()
-    rc = server.stop()
-    expect(rc == 0, f"server exit status {rc}")
-    log = os.path.join(STATE, "audit.log")
-    out = subprocess.run([AUDIT_VERIFY, "--log", log, "--public-key", AUDIT_PUB],
-                         capture_output=True, text=True)
-    expect(out.returncode == 0, f"audit verify: {out.stdout} {out.stderr}")
-    raw = read(log)
-    records = [json.loads(line) for line in raw.decode().splitlines()]
+    raw, records = stopped_audit_trail()
 
     def find(action, result, xid, actor="CN=test-provisioner"):
-        return [r for r in records if r["action"] == action and r["result"] == result
-                and r["actor"] == actor and r["subject"] == f"xid:{xid}"]
+        return matching(records, action, result, actor, f"xid:{xid}")
 
     modified = find("warrant_modify", "ok", LX_MOD)
     expect(any(r["details"].get("version") == "2" and r["details"].get("liid") == "LI-0100"
@@ -778,27 +619,20 @@ def t_lifecycle_audit():
     expect(len(effective) == 1 and effective[0]["details"].get("to") == "WARRANT_STATE_ACTIVE",
            effective)
     expect(len(lapse) == 1 and lapse[0]["details"].get("to") == "WARRANT_STATE_LAPSED", lapse)
-    for secret in LX_TARGETS:
-        expect(secret.encode() not in raw, f"target identity in the audit trail: {secret}")
-        expect(secret.encode() not in read(SERVER_LOG), f"target identity in the log: {secret}")
+    expect_no_target(raw, LX_TARGETS)
 
 
 def lifecycle_checks():
-    def restart():
-        if server.proc is None or server.proc.poll() is not None:
-            server.start()
-
-    check("restart for the warrant lifecycle checks", restart)
-    for name, fn in (("Modify: new signed version, refusals", t_modify),
+    checks.check("restart for the warrant lifecycle checks", start_if_stopped)
+    checks.check_all((("Modify: new signed version, refusals", t_modify),
                      ("ConfirmEmergency keeps the signature valid", t_confirm_emergency),
                      ("a window opens and closes by itself", t_window),
-                     ("lifecycle audited", t_lifecycle_audit)):
-        check(name, fn)
+                     ("lifecycle audited", t_lifecycle_audit)))
 
 
 try:
     server.start()
-    for name, fn in (("health service and reflection", t_health_reflection),
+    checks.check_all((("health service and reflection", t_health_reflection),
                      ("destinations create/list/validate", t_destinations),
                      ("activate a signed warrant", t_activate),
                      ("idempotent repeat, ALREADY_EXISTS", t_idempotent),
@@ -809,15 +643,10 @@ try:
                      ("validation names the field", t_invalid),
                      ("deactivate", t_deactivate),
                      ("kill -9 and restart", t_restart),
-                     ("audit trail verified and complete", t_audit)):
-        check(name, fn)
+                     ("audit trail verified and complete", t_audit)))
     appliance_audit_checks()
     lifecycle_checks()
 finally:
     server.stop()
-    if failed == 0:
-        shutil.rmtree(TMP, ignore_errors=True)
-    else:
-        print(f"kept {TMP} for inspection")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+    env.cleanup(keep=checks.failed > 0)
+checks.summary()

@@ -19,50 +19,23 @@ Usage: ctl_cli.py BUILD_DIR SOURCE_DIR   (exit 77 = skipped: openssl missing)
 import json
 import os
 import select
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
-SKIP = 77
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import expect, read, warrant_text  # noqa: E402
 
 if len(sys.argv) != 3:
     print(__doc__)
     sys.exit(2)
-if shutil.which("openssl") is None:
-    print("SKIP: openssl is not installed")
-    sys.exit(SKIP)
-
-BUILD = os.path.abspath(sys.argv[1])
-SOURCE = os.path.abspath(sys.argv[2])
-SERVER = os.environ.get("TAPWIRE_CONTROLPLANE",
-                        os.path.join(BUILD, "controlplane", "tapwire-controlplane"))
-CTL = os.path.join(BUILD, "tools", "tapwire-ctl")
-SIGN = os.path.join(BUILD, "tools", "tapwire-sign")
-AUDIT_VERIFY = os.path.join(BUILD, "tools", "tapwire-audit-verify")
-for exe in (SERVER, CTL, SIGN):
-    if not os.access(exe, os.X_OK):
-        print(f"FAIL: {exe} not built")
-        sys.exit(1)
-
-TMP = tempfile.mkdtemp(prefix="tapwire-ctl-")
-PKI = os.path.join(TMP, "pki")
-subprocess.run(["sh", os.path.join(SOURCE, "tests", "integration", "make_test_pki.sh"), PKI],
-               check=True)
-KEYS = os.path.join(TMP, "authority-keys")
-os.makedirs(KEYS)
-AUTH_PRIV = os.path.join(TMP, "authority.key")
-subprocess.run([SIGN, "--gen-key", AUTH_PRIV, os.path.join(KEYS, "court-1.pem")], check=True)
-AUDIT_KEY = os.path.join(TMP, "audit.key")
-AUDIT_PUB = os.path.join(TMP, "audit.pub")
-subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", AUDIT_KEY], check=True)
-subprocess.run(["openssl", "pkey", "-in", AUDIT_KEY, "-pubout", "-out", AUDIT_PUB], check=True)
-STATE = os.path.join(TMP, "state")
-SERVER_LOG = os.path.join(TMP, "server.log")
+# Only tapwire-ctl talks to the server: no Python gRPC client, no generated code.
+env = harness.Environment(sys.argv[1], sys.argv[2], prefix="tapwire-ctl-", grpc_client=False,
+                          required_tools=("tapwire-sign", "tapwire-ctl"))
+CTL = env.tool("tapwire-ctl")
 
 # Target identities: shown by `warrant get` only, never in tables or replies to changes.
 TARGET_SIP = "sip:bob.target@example.test"
@@ -72,11 +45,6 @@ XID_EMERGENCY = str(uuid.uuid4())  # from stdin, confirmed
 XID_EVENT = str(uuid.uuid4())    # activated while `events` watches
 
 
-def read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def free_port():
     """A port nothing listens on (bound, then released)."""
     with socket.socket() as s:
@@ -84,73 +52,34 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Server:
-    def __init__(self):
-        self.proc = None
-        self.port = None
-
-    def start(self):
-        log = open(SERVER_LOG, "ab")
-        self.proc = subprocess.Popen(
-            [SERVER, "--listen", "127.0.0.1:0", "--state-dir", STATE,
-             "--tls-cert", os.path.join(PKI, "server.pem"),
-             "--tls-key", os.path.join(PKI, "server.key"),
-             "--client-ca", os.path.join(PKI, "ca.pem"),
-             "--authority-keys", KEYS, "--roles", os.path.join(PKI, "roles"),
-             "--audit-key", AUDIT_KEY],
-            stdout=subprocess.PIPE, stderr=log)
-        deadline = time.time() + 20
-        line = b""
-        while time.time() < deadline and b"\n" not in line:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.5)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                line += chunk
-        text = line.decode(errors="replace")
-        if "(port " not in text:
-            raise RuntimeError(f"server did not start: {text!r}; log: {read(SERVER_LOG)[-2000:]!r}")
-        self.port = int(text.split("(port ")[1].split(",")[0])
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait()
-        return self.proc.returncode if self.proc else None
-
-
-server = Server()
+server = harness.Server(env)
+checks = harness.Checks()
 
 
 def tls_args(role):
-    return ["--cert", os.path.join(PKI, f"{role}.pem"), "--key", os.path.join(PKI, f"{role}.key"),
-            "--ca", os.path.join(PKI, "ca.pem")]
+    return ["--cert", env.pki_file(f"{role}.pem"), "--key", env.pki_file(f"{role}.key"),
+            "--ca", env.pki_file("ca.pem")]
 
 
-def ctl(*args, role="provisioner", server_addr=None, env=None, stdin=None, globals_=()):
+def clean_env(extra=None):
+    """os.environ without TAPWIRE_* (the test sets what it means to), plus extra."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWIRE_")}
+    full_env.update(extra or {})
+    return full_env
+
+
+def ctl(*args, role="provisioner", server_addr=None, environ=None, stdin=None, globals_=()):
     """Runs tapwire-ctl with the role's certificate (role=None: no certificate options)."""
     cmd = [CTL, "--server", server_addr or f"127.0.0.1:{server.port}"]
     if role is not None:
         cmd += tls_args(role)
     cmd += [*globals_, *args]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWIRE_")}
-    full_env.update(env or {})
-    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=full_env,
-                          timeout=60)
+    return subprocess.run(cmd, input=stdin, capture_output=True, text=True,
+                          env=clean_env(environ), timeout=60)
 
 
 def describe(r):
     return f"rc={r.returncode} stdout={r.stdout!r} stderr={r.stderr!r}"
-
-
-def expect(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def expect_ok(r):
@@ -166,32 +95,18 @@ def expect_refused(r, code, rc=1):
 def unimplemented(r, what):
     """The server does not have the method yet: accepted, if tapwire-ctl reported it right."""
     if r.returncode == 1 and "tapwire-ctl: UNIMPLEMENTED: " in r.stderr:
-        notes.append(f"{what}: the server answered {r.stderr.strip()!r}; not checked further")
+        checks.note(f"{what}: the server answered {r.stderr.strip()!r}; not checked further")
         return True
     return False
 
 
-def warrant_text(xid, liid, targets, kind="WARRANT_KIND_COURT_ORDER", destination="lemf-1",
-                 hours=24):
-    now = int(time.time())
-    lines = [f'xid: "{xid}"', f'liid: "{liid}"']
-    lines += [f'targets {{ type: {t} value: "{v}" }}' for t, v in targets]
-    lines += ["delivery_type: DELIVERY_TYPE_IRI_AND_CC", f'destination_ids: "{destination}"',
-              f"valid_from {{ seconds: {now - 60} }}",
-              f"valid_until {{ seconds: {now + hours * 3600} }}",
-              'legal { issuing_authority: "Amtsgericht Test" reference: "AZ 123/26" '
-              f'jurisdiction: "DE" kind: {kind} }}']
-    return "\n".join(lines) + "\n"
-
-
-def signed(text):
-    out = subprocess.run([SIGN, "--key", AUTH_PRIV, "--key-id", "court-1", "-"], input=text,
-                         capture_output=True, text=True, check=True)
-    return out.stdout
+def signed(xid, liid, targets, **kw):
+    """A warrant in text format (harness.warrant_text's arguments), signed by the authority."""
+    return env.sign_text(warrant_text(xid, targets, liid=liid, **kw))
 
 
 def write(name, text):
-    path = os.path.join(TMP, name)
+    path = os.path.join(env.tmp, name)
     with open(path, "w") as f:
         f.write(text)
     return path
@@ -212,21 +127,6 @@ def table(stdout):
             expect(a <= len(ln) and ln[a - 1] == " ", f"column not aligned at {a}: {ln!r}")
         rows.append(dict(zip(names, cells)))
     return rows
-
-
-passed = failed = 0
-notes = []
-
-
-def check(name, fn):
-    global passed, failed
-    try:
-        fn()
-        passed += 1
-        print(f"PASS {name}")
-    except Exception as e:  # noqa: BLE001 - a failed check is reported, the rest go on
-        failed += 1
-        print(f"FAIL {name}: {type(e).__name__}: {e}")
 
 
 def no_targets(text, where):
@@ -259,7 +159,7 @@ def t_usage():
     expect(r.returncode == 2 and "--format" in r.stderr and "atis-calea" in r.stderr, describe(r))
     r = ctl("warrant", "get")
     expect(r.returncode == 2 and "missing argument" in r.stderr, describe(r))
-    r = ctl("warrant", "activate", os.path.join(TMP, "does-not-exist.textproto"))
+    r = ctl("warrant", "activate", os.path.join(env.tmp, "does-not-exist.textproto"))
     expect(r.returncode == 2 and "cannot read" in r.stderr, describe(r))
     r = ctl("--help")
     expect(r.returncode == 0 and "audit export" in r.stdout and "TAPWIRE_CERT" in r.stdout,
@@ -271,7 +171,7 @@ def t_missing_tls():
     expect(r.returncode == 2, describe(r))
     for what in ("--cert", "--key", "--ca", "TAPWIRE_CERT", "insecure-plaintext-development-only"):
         expect(what in r.stderr, f"{what} not named: {describe(r)}")
-    r = ctl("warrant", "list", role=None, globals_=["--cert", os.path.join(PKI, "provisioner.pem")])
+    r = ctl("warrant", "list", role=None, globals_=["--cert", env.pki_file("provisioner.pem")])
     expect(r.returncode == 2 and "--key" in r.stderr and "--cert " not in r.stderr, describe(r))
 
 
@@ -293,26 +193,28 @@ def t_tls_failures():
 
 
 def t_env():
-    env = {"TAPWIRE_SERVER": f"127.0.0.1:{server.port}",
-           "TAPWIRE_CERT": os.path.join(PKI, "provisioner.pem"),
-           "TAPWIRE_KEY": os.path.join(PKI, "provisioner.key"),
-           "TAPWIRE_CA": os.path.join(PKI, "ca.pem")}
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("TAPWIRE_")}
-    full_env.update(env)
-    r = subprocess.run([CTL, "health"], capture_output=True, text=True, env=full_env, timeout=60)
+    full_env = clean_env({"TAPWIRE_SERVER": f"127.0.0.1:{server.port}",
+                          "TAPWIRE_CERT": env.pki_file("provisioner.pem"),
+                          "TAPWIRE_KEY": env.pki_file("provisioner.key"),
+                          "TAPWIRE_CA": env.pki_file("ca.pem")})
+
+    def health(*options):  # tapwire-ctl with nothing but the environment (and options)
+        return subprocess.run([CTL, *options, "health"], capture_output=True, text=True,
+                              env=full_env, timeout=60)
+
+    r = health()
     expect(r.returncode == 0 and r.stdout.strip() == "SERVING", describe(r))
     # TAPWIRE_SERVER_NAME is used: "localhost" is on the certificate, another name is not.
     full_env["TAPWIRE_SERVER_NAME"] = "localhost"
-    r = subprocess.run([CTL, "health"], capture_output=True, text=True, env=full_env, timeout=60)
+    r = health()
     expect(r.returncode == 0, describe(r))
     full_env["TAPWIRE_SERVER_NAME"] = "elsewhere.example"
-    r = subprocess.run([CTL, "health"], capture_output=True, text=True, env=full_env, timeout=60)
+    r = health()
     expect(r.returncode == 3, describe(r))
     # A command-line option wins over the environment.
     full_env["TAPWIRE_SERVER"] = f"127.0.0.1:{free_port()}"
     del full_env["TAPWIRE_SERVER_NAME"]
-    r = subprocess.run([CTL, "--server", f"127.0.0.1:{server.port}", "health"],
-                       capture_output=True, text=True, env=full_env, timeout=60)
+    r = health("--server", f"127.0.0.1:{server.port}")
     expect(r.returncode == 0, describe(r))
 
 
@@ -326,7 +228,7 @@ def t_destinations():
     # The identical repeat is accepted (idempotent).
     expect_ok(ctl("destination", "create", "--id", "lemf-1", "--address", "192.0.2.10",
                   "--port", "6000", "--format", "etsi-102232"))
-    ca_text = read(os.path.join(PKI, "ca.pem")).decode()
+    ca_text = read(env.pki_file("ca.pem")).decode()
     path = write("lemf-2.textproto",
                  'id: "lemf-2" address: "192.0.2.20" port: 6001 format: HANDOVER_FORMAT_ETSI_X2X3\n'
                  'tls { enabled: true server_name: "lemf.example" ca_pem: '
@@ -346,7 +248,7 @@ def t_destinations():
     # Modify by flags: TLS with a CA file and a server name.
     r = expect_ok(ctl("destination", "modify", "--id", "lemf-2", "--address", "192.0.2.21",
                       "--port", "6002", "--format", "atis-calea", "--tls", "--ca",
-                      os.path.join(PKI, "ca.pem"), "--server-name", "lemf.example", "--json"))
+                      env.pki_file("ca.pem"), "--server-name", "lemf.example", "--json"))
     d = json.loads(r.stdout)["destination"]
     expect(d["port"] == 6002 and d["address"] == "192.0.2.21" and d["format"] ==
            "HANDOVER_FORMAT_ATIS_CALEA" and d["tls"]["enabled"] and d["tls"]["ca_pem"] == ca_text,
@@ -364,12 +266,11 @@ def t_destinations():
 
 
 def t_activate():
-    path = write("w1.textproto", signed(warrant_text(
-        XID, "LI-0042", [("IDENTITY_TYPE_SIP_URI", TARGET_SIP),
-                         ("IDENTITY_TYPE_E164", TARGET_E164)])))
+    path = write("w1.textproto", signed(XID, "LI-0042", [("IDENTITY_TYPE_SIP_URI", TARGET_SIP),
+                                                         ("IDENTITY_TYPE_E164", TARGET_E164)]))
     r = expect_ok(ctl("warrant", "activate", path))
     no_targets(r.stdout + r.stderr, "the activate reply")
-    expect(f"xid:" in r.stdout and XID in r.stdout, describe(r))
+    expect("xid:" in r.stdout and XID in r.stdout, describe(r))
     fields = dict(ln.split(":", 1) for ln in r.stdout.splitlines() if ":" in ln)
     expect(fields["state"].strip() == "active" and fields["targets"].strip() == "2" and
            fields["version"].strip() == "1" and fields["kind"].strip() == "court-order",
@@ -378,15 +279,15 @@ def t_activate():
     r2 = expect_ok(ctl("warrant", "activate", path))
     expect(r2.stdout == r.stdout, f"{r.stdout!r} != {r2.stdout!r}")
     # An emergency warrant from stdin.
-    text = signed(warrant_text(XID_EMERGENCY, "LI-0099", [("IDENTITY_TYPE_E164", TARGET_E164)],
-                               kind="WARRANT_KIND_EMERGENCY"))
+    text = signed(XID_EMERGENCY, "LI-0099", [("IDENTITY_TYPE_E164", TARGET_E164)],
+                  kind="WARRANT_KIND_EMERGENCY")
     r = expect_ok(ctl("--json", "warrant", "activate", "-", stdin=text))
     status = json.loads(r.stdout)["status"]
     expect(status["state"] == "WARRANT_STATE_ACTIVE" and status["emergency_deadline"], status)
     # A warrant the server refuses: unknown destination.
-    bad = write("bad.textproto", signed(warrant_text(
-        str(uuid.uuid4()), "LI-0100", [("IDENTITY_TYPE_E164", TARGET_E164)],
-        destination="nowhere")))
+    bad = write("bad.textproto", signed(str(uuid.uuid4()), "LI-0100",
+                                        [("IDENTITY_TYPE_E164", TARGET_E164)],
+                                        destination="nowhere"))
     r = ctl("warrant", "activate", bad)
     expect_refused(r, "FAILED_PRECONDITION")
     expect("destination_ids[0]" in r.stderr, describe(r))
@@ -432,8 +333,8 @@ def t_list():
 
 
 def t_modify():
-    path = write("w1v2.textproto", signed(warrant_text(
-        XID, "LI-0042", [("IDENTITY_TYPE_SIP_URI", TARGET_SIP)], hours=48)))
+    path = write("w1v2.textproto", signed(XID, "LI-0042", [("IDENTITY_TYPE_SIP_URI", TARGET_SIP)],
+                                          duration_s=48 * 3600))
     r = ctl("--json", "warrant", "modify", path)
     if unimplemented(r, "warrant modify"):
         return
@@ -462,7 +363,7 @@ def t_confirm():
 
 
 def t_roles():
-    path = os.path.join(TMP, "w1.textproto")
+    path = os.path.join(env.tmp, "w1.textproto")
     r = ctl("warrant", "activate", path, role="operator")
     expect_refused(r, "PERMISSION_DENIED")
     r = ctl("destination", "remove", "lemf-1", role="auditor")
@@ -525,8 +426,8 @@ def t_events():
     try:
         for proc in (counted, plain):
             read_until(proc, lambda ln: "event stream open" in ln, 20, stream="stderr")
-        path = write("event.textproto", signed(warrant_text(
-            XID_EVENT, "LI-0200", [("IDENTITY_TYPE_E164", TARGET_E164)])))
+        path = write("event.textproto", signed(XID_EVENT, "LI-0200",
+                                               [("IDENTITY_TYPE_E164", TARGET_E164)]))
         expect_ok(ctl("warrant", "activate", path))
         seen = read_until(plain, lambda ln: f"xid={XID_EVENT}" in ln and
                           "warrant-accepted" in ln, 20)
@@ -560,7 +461,7 @@ def t_deactivate():
 
 
 def t_audit_export():
-    out = os.path.join(TMP, "exported-audit.log")
+    out = os.path.join(env.tmp, "exported-audit.log")
     r = ctl("audit", "export", "--out", out, role="auditor")
     if unimplemented(r, "audit export"):
         expect(not os.path.exists(out) and not os.path.exists(out + ".partial"),
@@ -570,26 +471,25 @@ def t_audit_export():
     size = os.path.getsize(out)
     expect(size > 0 and f"wrote {size} bytes to {out}" in r.stdout, describe(r))
     no_targets(read(out).decode(errors="replace"), "the exported audit trail")
-    expect(read(os.path.join(STATE, "audit.log")).startswith(read(out)),
+    expect(read(env.audit_log).startswith(read(out)),
            "the export is not the server's audit trail")
     expect(b"warrant_activate" in read(out), "no activation in the export")
-    if os.access(AUDIT_VERIFY, os.X_OK):
-        v = subprocess.run([AUDIT_VERIFY, "--log", out, "--public-key", AUDIT_PUB],
-                           capture_output=True, text=True)
+    if os.access(env.audit_verify_bin, os.X_OK):
+        v = env.verify_audit(out)
         expect(v.returncode == 0, f"audit verify: {v.stdout} {v.stderr}")
     else:
-        notes.append("tapwire-audit-verify not built: export not verified")
+        checks.note("tapwire-audit-verify not built: export not verified")
     r = expect_ok(ctl("--json", "audit", "export", "--out", out, role="auditor"))
     expect(json.loads(r.stdout)["bytes"] >= size, describe(r))
     # Only the auditor exports.
-    expect_refused(ctl("audit", "export", "--out", os.path.join(TMP, "x.log"), role="operator"),
-                   "PERMISSION_DENIED")
-    expect(not os.path.exists(os.path.join(TMP, "x.log")), "refused export left a file")
+    refused = os.path.join(env.tmp, "x.log")
+    expect_refused(ctl("audit", "export", "--out", refused, role="operator"), "PERMISSION_DENIED")
+    expect(not os.path.exists(refused), "refused export left a file")
 
 
 try:
     server.start()
-    for name, fn in (("health (table and JSON)", t_health),
+    checks.check_all((("health (table and JSON)", t_health),
                      ("usage errors exit 2", t_usage),
                      ("missing TLS material named, exit 2", t_missing_tls),
                      ("nothing listens: exit 3", t_unreachable),
@@ -605,15 +505,8 @@ try:
                      ("status", t_status),
                      ("events --count/--timeout", t_events),
                      ("warrant deactivate", t_deactivate),
-                     ("audit export verified", t_audit_export)):
-        check(name, fn)
+                     ("audit export verified", t_audit_export)))
 finally:
-    rc = server.stop()
-    if failed == 0:
-        shutil.rmtree(TMP, ignore_errors=True)
-    else:
-        print(f"kept {TMP} for inspection")
-for note in notes:
-    print(f"NOTE {note}")
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+    server.stop()
+    env.cleanup(keep=checks.failed > 0)
+checks.summary()

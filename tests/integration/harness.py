@@ -1,12 +1,14 @@
 """Shared pieces of the integration tests that drive the real control plane.
 
 Environment(build, source) generates the Python gRPC stubs from the repository's .proto files
-(python3-grpcio and grpc_python_plugin from Debian), makes a test PKI (make_test_pki.sh: a CA,
-the server certificate, one client certificate per role), an issuing authority key
-(tapwire-sign --gen-key) and an audit checkpoint key, all in a fresh temporary directory.
+(python3-grpcio and grpc_python_plugin from Debian; grpc_client=False for a test that only runs
+the command-line tools), makes a test PKI (make_test_pki.sh: a CA, the server certificate, one
+client certificate per role), an issuing authority key (tapwire-sign --gen-key) and an audit
+checkpoint key, all in a fresh temporary directory.
 Server starts tapwire-controlplane on 127.0.0.1 port 0 and reads the port it prints.
 Checks: check(name, fn) runs one, prints PASS/FAIL and goes on; summary() exits.
 """
+import json
 import os
 import select
 import shutil
@@ -30,6 +32,27 @@ def read(path):
         return f.read()
 
 
+def audit_records(raw):
+    """The records of an audit trail (JSON lines, as bytes)."""
+    return [json.loads(line) for line in raw.decode().splitlines()]
+
+
+def warrant_text(xid, targets, liid="LI-0042", destination="lemf-1", start_in_s=-60,
+                 duration_s=24 * 3600, content=True, kind="WARRANT_KIND_COURT_ORDER"):
+    """An unsigned tapwire.v1.Warrant in protobuf text format (needs no generated code);
+    targets: [(IdentityType, value)], types and kind by name or number."""
+    now = int(time.time())
+    lines = [f"xid: {json.dumps(xid)}", f"liid: {json.dumps(liid)}"]
+    lines += [f"targets {{ type: {t} value: {json.dumps(v)} }}" for t, v in targets]
+    lines += [f"delivery_type: DELIVERY_TYPE_{'IRI_AND_CC' if content else 'IRI_ONLY'}",
+              f"destination_ids: {json.dumps(destination)}",
+              f"valid_from {{ seconds: {now + start_in_s} }}",
+              f"valid_until {{ seconds: {now + start_in_s + duration_s} }}",
+              'legal { issuing_authority: "Amtsgericht Test" reference: "AZ 123/26" '
+              f'jurisdiction: "DE" kind: {kind} }}']
+    return "\n".join(lines) + "\n"
+
+
 def hugepages_available():
     try:
         with open("/proc/sys/vm/nr_hugepages") as f:
@@ -39,27 +62,52 @@ def hugepages_available():
 
 
 class Environment:
-    def __init__(self, build, source, prefix="tapwire-it-"):
-        try:
-            import grpc  # noqa: F401 - python3-grpcio (Debian)
-        except ImportError:
-            skip("python3-grpcio is not installed")
-        if not os.access(PLUGIN, os.X_OK):
-            skip("grpc_python_plugin (protobuf-compiler-grpc) is not installed")
-        if shutil.which("protoc") is None or shutil.which("openssl") is None:
-            skip("protoc or openssl is not installed")
+    def __init__(self, build, source, prefix="tapwire-it-", grpc_client=True,
+                 required_tools=("tapwire-sign", "tapwire-audit-verify")):
+        if grpc_client:
+            try:
+                import grpc  # noqa: F401 - python3-grpcio (Debian)
+            except ImportError:
+                skip("python3-grpcio is not installed")
+            if not os.access(PLUGIN, os.X_OK):
+                skip("grpc_python_plugin (protobuf-compiler-grpc) is not installed")
+            if shutil.which("protoc") is None:
+                skip("protoc is not installed")
+        if shutil.which("openssl") is None:
+            skip("openssl is not installed")
         self.build = os.path.abspath(build)
         self.source = os.path.abspath(source)
         self.server_bin = os.environ.get(
             "TAPWIRE_CONTROLPLANE", os.path.join(self.build, "controlplane", "tapwire-controlplane"))
-        self.sign_bin = os.path.join(self.build, "tools", "tapwire-sign")
-        self.audit_verify_bin = os.path.join(self.build, "tools", "tapwire-audit-verify")
-        for exe in (self.server_bin, self.sign_bin, self.audit_verify_bin):
+        self.sign_bin = self.tool("tapwire-sign")
+        self.audit_verify_bin = self.tool("tapwire-audit-verify")
+        for exe in (self.server_bin, *map(self.tool, required_tools)):
             if not os.access(exe, os.X_OK):
                 print(f"FAIL: {exe} not built")
                 sys.exit(1)
         self.tmp = tempfile.mkdtemp(prefix=prefix)
 
+        if grpc_client:
+            self._generate_stubs()
+        self.pki = os.path.join(self.tmp, "pki")
+        subprocess.run(["sh", os.path.join(self.source, "tests", "integration", "make_test_pki.sh"),
+                        self.pki], check=True, capture_output=True)
+        self.keys = os.path.join(self.tmp, "authority-keys")
+        os.makedirs(self.keys)
+        self.authority_key = os.path.join(self.tmp, "authority.key")
+        subprocess.run([self.sign_bin, "--gen-key", self.authority_key,
+                        os.path.join(self.keys, "court-1.pem")], check=True)
+        self._untrusted_key = None
+        self.audit_key = os.path.join(self.tmp, "audit.key")
+        self.audit_pub = os.path.join(self.tmp, "audit.pub")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", self.audit_key],
+                       check=True)
+        subprocess.run(["openssl", "pkey", "-in", self.audit_key, "-pubout", "-out",
+                        self.audit_pub], check=True)
+        self.state_dir = os.path.join(self.tmp, "state")
+        self.audit_log = os.path.join(self.state_dir, "audit.log")
+
+    def _generate_stubs(self):
         stubs = os.path.join(self.tmp, "stubs")
         os.makedirs(stubs)
         proto_dir = os.path.join(self.source, "proto")
@@ -70,64 +118,94 @@ class Environment:
                         *protos], check=True)
         sys.path.insert(0, stubs)
 
-        self.pki = os.path.join(self.tmp, "pki")
-        subprocess.run(["sh", os.path.join(self.source, "tests", "integration", "make_test_pki.sh"),
-                        self.pki], check=True, capture_output=True)
-        self.keys = os.path.join(self.tmp, "authority-keys")
-        os.makedirs(self.keys)
-        self.authority_key = os.path.join(self.tmp, "authority.key")
-        subprocess.run([self.sign_bin, "--gen-key", self.authority_key,
-                        os.path.join(self.keys, "court-1.pem")], check=True)
-        self.audit_key = os.path.join(self.tmp, "audit.key")
-        self.audit_pub = os.path.join(self.tmp, "audit.pub")
-        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", self.audit_key],
-                       check=True)
-        subprocess.run(["openssl", "pkey", "-in", self.audit_key, "-pubout", "-out",
-                        self.audit_pub], check=True)
-        self.state_dir = os.path.join(self.tmp, "state")
+    def tool(self, name):
+        """The path of a program built in tools/."""
+        return os.path.join(self.build, "tools", name)
 
-    def cleanup(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def pki_file(self, name):
+        return os.path.join(self.pki, name)
+
+    def untrusted_key(self):
+        """An authority key the appliance does not trust (made on first use)."""
+        if self._untrusted_key is None:
+            self._untrusted_key = os.path.join(self.tmp, "other.key")
+            subprocess.run([self.sign_bin, "--gen-key", self._untrusted_key,
+                            os.path.join(self.tmp, "other.pub")], check=True)
+        return self._untrusted_key
+
+    def cleanup(self, keep=False):
+        """Removes the temporary directory, or (keep: after a failure) says where it is."""
+        if keep:
+            print(f"kept {self.tmp} for inspection")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def verify_audit(self, path=None):
+        """tapwire-audit-verify on an audit trail (default: the server's), as text."""
+        return subprocess.run([self.audit_verify_bin, "--log", path or self.audit_log,
+                               "--public-key", self.audit_pub], capture_output=True, text=True)
 
     # ---- clients ------------------------------------------------------------------------
 
-    def channel(self, port, role):
+    def channel(self, port, role=None, cert=None):
+        """A channel with the role's client certificate (cert: another one of the PKI, such as
+        "rogue"); with neither, the client only authenticates the server."""
         import grpc
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=read(os.path.join(self.pki, "ca.pem")),
-            private_key=read(os.path.join(self.pki, f"{role}.key")),
-            certificate_chain=read(os.path.join(self.pki, f"{role}.pem")))
+        ca = read(self.pki_file("ca.pem"))
+        name = cert or role
+        if name is None:
+            creds = grpc.ssl_channel_credentials(root_certificates=ca)
+        else:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=ca, private_key=read(self.pki_file(f"{name}.key")),
+                certificate_chain=read(self.pki_file(f"{name}.pem")))
         return grpc.secure_channel(f"127.0.0.1:{port}", creds,
                                    options=[("grpc.ssl_target_name_override", "localhost")])
 
     def warrant(self, xid, targets, liid="LI-0042", destination="lemf-1", start_in_s=-60,
                 duration_s=24 * 3600, content=True, kind=None):
-        """An unsigned tapwire.v1.Warrant; targets: [(IdentityType, value)]."""
+        """An unsigned tapwire.v1.Warrant, as warrant_text's (kind None: a court order)."""
+        from google.protobuf import text_format
         from tapwire.v1 import controlplane_pb2 as pb
-        now = int(time.time())
-        w = pb.Warrant(xid=xid, liid=liid, destination_ids=[destination],
-                       delivery_type=pb.DELIVERY_TYPE_IRI_AND_CC if content
-                       else pb.DELIVERY_TYPE_IRI_ONLY)
-        for t, v in targets:
-            w.targets.add(type=t, value=v)
-        w.valid_from.seconds = now + start_in_s
-        w.valid_until.seconds = now + start_in_s + duration_s
-        w.legal.issuing_authority = "Amtsgericht Test"
-        w.legal.reference = "AZ 123/26"
-        w.legal.jurisdiction = "DE"
-        w.legal.kind = kind if kind is not None else pb.WARRANT_KIND_COURT_ORDER
-        return w
+        text = warrant_text(xid, targets, liid, destination, start_in_s, duration_s, content,
+                            "WARRANT_KIND_COURT_ORDER" if kind is None else kind)
+        return text_format.Parse(text, pb.Warrant())
+
+    def sign_text(self, text, key=None, key_id="court-1"):
+        """A warrant in text format signed by tapwire-sign (default: the trusted key)."""
+        return subprocess.run([self.sign_bin, "--key", key or self.authority_key, "--key-id",
+                               key_id, "-"], input=text, capture_output=True, text=True,
+                              check=True).stdout
 
     def signed(self, w, key=None, key_id="court-1"):
         from google.protobuf import text_format
         from tapwire.v1 import controlplane_pb2 as pb
-        out = subprocess.run([self.sign_bin, "--key", key or self.authority_key, "--key-id",
-                              key_id, "-"], input=text_format.MessageToString(w).encode(),
-                             capture_output=True, check=True)
-        return text_format.Parse(out.stdout.decode(), pb.Warrant())
+        return text_format.Parse(self.sign_text(text_format.MessageToString(w), key, key_id),
+                                 pb.Warrant())
 
 
-class Server:
+class Process:
+    """A child process the test may kill -9 or stop (SIGTERM, then SIGKILL after a wait)."""
+
+    proc = None
+    stop_timeout = 15
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+
+class Server(Process):
     """tapwire-controlplane with the environment's PKI and keys, plus extra arguments."""
 
     def __init__(self, env, extra_args=(), log_name="server.log"):
@@ -142,10 +220,9 @@ class Server:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [env.server_bin, "--listen", "127.0.0.1:0", "--state-dir", env.state_dir,
-             "--tls-cert", os.path.join(env.pki, "server.pem"),
-             "--tls-key", os.path.join(env.pki, "server.key"),
-             "--client-ca", os.path.join(env.pki, "ca.pem"),
-             "--authority-keys", env.keys, "--roles", os.path.join(env.pki, "roles"),
+             "--tls-cert", env.pki_file("server.pem"), "--tls-key", env.pki_file("server.key"),
+             "--client-ca", env.pki_file("ca.pem"),
+             "--authority-keys", env.keys, "--roles", env.pki_file("roles"),
              "--audit-key", env.audit_key, *self.extra_args],
             stdout=subprocess.PIPE, stderr=log)
         self.port = self.read_port(timeout)
@@ -167,21 +244,6 @@ class Server:
 
     def log(self):
         return read(self.log_path).decode(errors="replace")
-
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait()
-        return self.proc.returncode if self.proc else None
-
 
 def code_of(fn, *args):
     import grpc
@@ -212,6 +274,16 @@ def wait_for(predicate, timeout, what, interval=0.05):
 class Checks:
     def __init__(self):
         self.passed = self.failed = 0
+        self.notes = []
+
+    def note(self, text):
+        """Something the summary reports (as NOTE) without passing or failing a check."""
+        self.notes.append(text)
+
+    def check_all(self, checks):
+        """check() for each (name, fn) in order."""
+        for name, fn in checks:
+            self.check(name, fn)
 
     def check(self, name, fn):
         try:
@@ -223,5 +295,7 @@ class Checks:
             print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
 
     def summary(self):
+        for note in self.notes:
+            print(f"NOTE {note}")
         print(f"{self.passed} passed, {self.failed} failed")
         sys.exit(1 if self.failed else 0)

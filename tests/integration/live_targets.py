@@ -16,7 +16,6 @@ Usage: live_targets.py BUILD_DIR SOURCE_DIR   (exit 77 = skipped: no hugepages, 
 """
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -52,9 +51,8 @@ TEL = next(t for t in TARGETS if t.startswith("+"))
 SIP = next(t for t in TARGETS if t.startswith("sip:"))
 
 
-class Dataplane:
-    def __init__(self):
-        self.proc = None
+class Dataplane(harness.Process):
+    stop_timeout = 20
 
     def start(self):
         log = open(DATAPLANE_LOG, "ab")
@@ -68,18 +66,6 @@ class Dataplane:
         wait_for(lambda: "workers on" in harness.read(DATAPLANE_LOG).decode(errors="replace")
                  .split("no targets yet")[-1], 60, "the dataplane to start")
 
-    def kill9(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Events:

@@ -244,6 +244,73 @@ TEST_CASE("a warrant activated mid-call joins the call at its next SIP message",
     CHECK(joined == of_call);
 }
 
+TEST_CASE("a warrant that ends mid-call leaves the call; with none left it is not followed",
+          "[worker]") {
+    auto scenario = traffic::make_scenario("basic");
+    REQUIRE(scenario);
+    auto frames = traffic::render_scenario(*scenario);
+    Rig rig(scenario->targets);  // warrants 100, 101, ... plus 999 below
+    auto publish = [&](std::vector<std::uint32_t> warrants) {
+        std::vector<TargetSpec> specs;
+        for (std::uint32_t w : warrants)
+            for (const auto& t : scenario->targets)
+                specs.push_back({t, w});
+        TargetSetOptions options;
+        options.workers = 2;
+        auto built = TargetSet::build(specs, options);
+        REQUIRE(built.set);
+        rig.targets->publish(std::move(built.set));
+    };
+    publish({100, 999});
+
+    // Into the first targeted call, past a SIP message and some media.
+    std::size_t i = 0;
+    bool media_seen = false;
+    for (; i < frames.size(); ++i) {
+        const auto& f = frames[i];
+        if (media_seen && f.targeted && f.kind == FrameKind::Sip) break;
+        media_seen = media_seen || (f.targeted && f.kind == FrameKind::Rtp);
+        rig.feed(0, f.bytes, f.time_ns);
+    }
+    REQUIRE(i < frames.size());
+    const int call = frames[i].call_index;
+    rig.drain(0);
+
+    // Warrant 100 ends: from the call's next SIP message on, its hits carry only 999.
+    publish({999});
+    std::size_t i_after = i;
+    std::size_t of_call = 0, with_100 = 0;
+    bool sip_seen = false;
+    for (; i_after < frames.size(); ++i_after) {
+        const auto& f = frames[i_after];
+        if (f.call_index == call && f.kind == FrameKind::Sip && sip_seen) break;
+        rig.feed(0, f.bytes, f.time_ns);
+        sip_seen = sip_seen || (f.call_index == call && f.kind == FrameKind::Sip);
+        for (const auto& h : rig.drain(0)) {
+            if (f.call_index != call) continue;
+            ++of_call;
+            for (unsigned k = 0; k < h.warrant_count; ++k)
+                with_100 += h.warrant_ids[k] == 100;
+        }
+    }
+    CHECK(of_call > 0);
+    CHECK(with_100 == 0);
+
+    // Every warrant ends: the call's next SIP message ends its interception; nothing of it
+    // is mirrored any more.
+    publish({});
+    std::size_t mirrored = 0;
+    for (; i_after < frames.size(); ++i_after) {
+        const auto& f = frames[i_after];
+        rig.feed(0, f.bytes, f.time_ns);
+        for (const auto& h : rig.drain(0)) {
+            (void)h;
+            mirrored += f.call_index == call;
+        }
+    }
+    CHECK(mirrored == 0);
+}
+
 TEST_CASE("a full hit ring drops copies and counts them, never blocks", "[worker]") {
     auto scenario = traffic::make_scenario("demo");
     REQUIRE(scenario);
