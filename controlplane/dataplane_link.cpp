@@ -62,7 +62,7 @@ std::uint64_t load_acquire(const std::uint64_t& v) {
 
 DataplaneLink::DataplaneLink(DataplaneLinkOptions options, Store& store, EventHub* events)
     : options_(std::move(options)), store_(store), events_(events) {
-    detail_ = "not started";
+    detail_ = "waiting for the dataplane (file prefix " + options_.file_prefix + ")";
 }
 
 DataplaneLink::~DataplaneLink() {
@@ -153,7 +153,9 @@ bool DataplaneLink::attach() {
     const rte_memzone* mz = nullptr;
     while (!stop_.load()) {
         mz = rte_memzone_lookup(shm::kStateMemzoneName);
-        if (mz && static_cast<const shm::DataplaneState*>(mz->addr)->magic == shm::kStateMagic)
+        if (mz && std::atomic_ref<const std::uint32_t>(
+                      static_cast<const shm::DataplaneState*>(mz->addr)->magic)
+                          .load(std::memory_order_acquire) == shm::kStateMagic)
             break;
         if (!rte_eal_primary_proc_alive(config.c_str())) {
             lost_.store(true);
@@ -181,6 +183,7 @@ bool DataplaneLink::attach() {
         return false;
     }
     boot_id_ = state_->boot_id;
+    attached_ns_ = now_ns();
     state_->controlplane_pid = std::uint64_t(getpid());
     std::lock_guard lock(publish_mutex_);
     sequence_ = std::max(sequence_, load_acquire(state_->targets.commit_applied));
@@ -356,7 +359,9 @@ void DataplaneLink::watch() {
     // Liveness, a few times a second.
     if (now - last_liveness_ns_ < 100'000'000) return;
     last_liveness_ns_ = now;
-    const double silent_s = double(now - std::int64_t(state_->heartbeat_ns)) / 1e9;
+    // Measured from the attach at the latest: a dataplane may not have beaten yet.
+    const double silent_s =
+        double(now - std::max(std::int64_t(state_->heartbeat_ns), attached_ns_)) / 1e9;
     std::string why;
     if (state_->boot_id != boot_id_)
         why = "dataplane restarted";

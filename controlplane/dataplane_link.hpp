@@ -137,6 +137,7 @@ class DataplaneLink {
     std::atomic<bool> lost_{false};
     std::atomic<bool> resync_needed_{false};
     std::int64_t last_liveness_ns_ = 0;
+    std::int64_t attached_ns_ = 0;
     std::string detail_;  // why not attached (under mutex_)
 
     shm::DataplaneState* state_ = nullptr;

@@ -253,7 +253,6 @@ int run(int argc, char** argv) {
     }
 
     Clock clock = Clock::calibrate();
-    state->magic = shm::kStateMagic;
     state->contract_version = shm::kContractVersion;
     state->worker_count = workers;
     state->hit_ring_size = config.mirror().ring_size();
@@ -262,6 +261,9 @@ int run(int argc, char** argv) {
     state->tsc_at_start = clock.tsc_at_start;
     state->boot_id =
         (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}() ^ clock.tsc_at_start;
+    state->heartbeat_ns = clock.ns_at_start;
+    // Last, with release: a control plane that sees the magic sees the fields above.
+    std::atomic_ref<std::uint32_t>(state->magic).store(shm::kStateMagic, std::memory_order_release);
 
     std::bitset<65536> sip_ports;
     for (auto p : config.sip_ports())

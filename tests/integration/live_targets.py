@@ -221,8 +221,9 @@ def t_controlplane_killed():
     expect(t1["hits_sip"] > t0["hits_sip"], "the dataplane stopped intercepting")
     expect(t1["drop_ring_full"] > t0["drop_ring_full"], "ring-full drops not counted")
     app.start()
-    s = app.wait_attached()
-    expect(s.published_targets == 1 and s.drops["drop_ring_full"] >= t1["drop_ring_full"], s)
+    app.wait_attached()
+    s = wait_for(lambda: (st := app.status()).published_targets == 1 and st, 10, "W2 published")
+    expect(s.drops["drop_ring_full"] >= t1["drop_ring_full"], s)
     app.events.wait(pb.EVENT_WARRANT_EFFECTIVE, W2)
     # Hits counted since this control plane started (runtime figures).
     wait_for(lambda: app.get(W2).hits > 0, 10, "W2 intercepted after the restart")
@@ -239,8 +240,8 @@ def t_dataplane_killed():
                  "the re-executed control plane to wait for the dataplane")
     expect("waiting for the dataplane" in s.dataplane_detail, s.dataplane_detail)
     dataplane.start()
-    s = app.wait_attached()
-    expect(s.published_targets == 1, s)  # repopulated: W2
+    app.wait_attached()
+    wait_for(lambda: app.status().published_targets == 1, 10, "W2 republished")
     app.events.wait(pb.EVENT_WARRANT_EFFECTIVE, W2)
     wait_for(lambda: app.get(W2).hits > 0, 10, "W2 intercepted by the new dataplane")
 
