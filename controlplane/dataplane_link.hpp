@@ -65,8 +65,9 @@ enum class LinkCounter : std::uint8_t { TAPWIRE_LINK_COUNTERS(TAPWIRE_X_ENUMERAT
 struct DataplaneLinkOptions {
     std::string file_prefix = "tapwire";  // the dataplane's --file-prefix
     unsigned lcore_id = 127;              // this process's EAL lcore id (see above)
-    /// The dataplane counts as gone when its heartbeat is older than this.
-    double heartbeat_timeout_s = 3.0;
+    /// The dataplane counts as hung when its heartbeat is older than this (a dead or
+    /// restarted one is noticed at once: its runtime config lock and boot id).
+    double heartbeat_timeout_s = 10.0;
     /// How long one target update may wait for room in the command ring.
     double publish_timeout_s = 5.0;
 };

@@ -29,6 +29,10 @@ TargetUpdater::~TargetUpdater() {
 unsigned TargetUpdater::poll(rte_ring* commands, unsigned max) {
     unsigned taken = 0;
     void* objs[64];
+    // Every batch committed in this pass goes into one publication: under a burst of
+    // activations the dataplane compiles once per pass, not once per warrant, and the pass
+    // stays short (the housekeeping loop's heartbeat must not stall).
+    coalesce_ = true;
     while (taken < max) {
         const unsigned n = rte_ring_dequeue_burst(commands, objs, 64, nullptr);
         if (n == 0) break;
@@ -38,6 +42,11 @@ unsigned TargetUpdater::poll(rte_ring* commands, unsigned max) {
         }
         taken += n;
         stats_.commands += n;
+    }
+    coalesce_ = false;
+    if (publish_pending_) {
+        publish_pending_ = false;
+        publish_current();
     }
     service();
     if (taken) report();
@@ -117,7 +126,10 @@ void TargetUpdater::commit(std::uint64_t sequence) {
     batch_.clear();
     batch_open_ = batch_sync_ = false;
     model_sequence_ = sequence;
-    publish_current();
+    if (coalesce_)
+        publish_pending_ = true;
+    else
+        publish_current();
 }
 
 void TargetUpdater::start_rebuild() {

@@ -63,8 +63,9 @@ class TargetUpdater {
     TargetUpdater& operator=(const TargetUpdater&) = delete;
 
     /// Takes up to `max` commands from the ring (returning them to their mempool) and
-    /// applies them; then finishes a background compilation if one is done. Main lcore,
-    /// every housekeeping pass. Returns the number of commands taken.
+    /// applies them, publishing every batch committed in this pass as one snapshot; then
+    /// finishes a background compilation if one is done. Main lcore, every housekeeping
+    /// pass. Returns the number of commands taken.
     unsigned poll(rte_ring* commands, unsigned max = 65536);
 
     /// Applies one command (poll() calls it; tests drive it directly).
@@ -115,6 +116,8 @@ class TargetUpdater {
     std::uint64_t model_sequence_ = 0;  // last commit applied to the model
     std::uint64_t applied_ = 0;         // last commit the published snapshot holds
     std::uint64_t failures_ = 0;        // commits refused
+    bool coalesce_ = false;             // inside poll(): commits publish once at its end
+    bool publish_pending_ = false;
     std::size_t warrants_ = 0;          // with targets, in the model
     std::size_t targets_ = 0;
     std::set<std::uint32_t> changed_since_base_;  // the delta's warrants

@@ -166,6 +166,19 @@ TEST_CASE("commands arrive through a real ring and mempool", "[target_updates]")
     CHECK(f.out.commands == 4);
     CHECK(rte_mempool_avail_count(pool) == 1023);  // every command returned
     CHECK(warrants_of(*f.published, "sip:ring@example.com") == W{9});
+
+    // Three batches waiting at once are published as one snapshot, holding all three.
+    const std::uint64_t generation = f.published->generation();
+    for (std::uint32_t w = 10; w < 13; ++w) {
+        send(command(shm::TargetOp::Replace, w));
+        send(command(shm::TargetOp::Add, w, "sip:batch" + std::to_string(w) + "@example.com"));
+        send(command(shm::TargetOp::Commit, 0, {}, 40 + w));
+    }
+    CHECK(u.poll(ring) == 9);
+    CHECK(f.published->generation() == generation + 1);
+    CHECK(f.out.commit_applied == 52);
+    CHECK(warrants_of(*f.published, "sip:batch10@example.com") == W{10});
+    CHECK(warrants_of(*f.published, "sip:batch12@example.com") == W{12});
     rte_ring_free(ring);
     rte_mempool_free(pool);
 }
