@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.hpp"
 #include "controlplane/call_audit.hpp"
 
 namespace tapwire::controlplane {
@@ -49,13 +50,6 @@ grpc::Status from_store(const StoreFailure& f) {
             break;
     }
     return grpc::Status(code, f.message);
-}
-
-std::string trim(std::string_view s) {
-    const auto b = s.find_first_not_of(" \t\r");
-    if (b == std::string_view::npos) return {};
-    const auto e = s.find_last_not_of(" \t\r");
-    return std::string(s.substr(b, e - b + 1));
 }
 
 // Targets as "<type>:<value>" for the keyed digest (never logged themselves).
@@ -280,12 +274,12 @@ std::string load_role_map(const std::string& path, RoleMap& out) {
     int n = 0;
     while (std::getline(in, line)) {
         ++n;
-        const std::string t = trim(line);
+        const std::string t(trim(line));
         if (t.empty() || t[0] == '#') continue;
         const auto space = t.find_last_of(" \t");
         const std::string where = path + ":" + std::to_string(n) + ": ";
         if (space == std::string::npos) return where + "expected '<common name> <role>'";
-        const std::string cn = trim(std::string_view(t).substr(0, space));
+        const std::string cn(trim(std::string_view(t).substr(0, space)));
         const auto role = role_from_string(std::string_view(t).substr(space + 1));
         if (!role) return where + "role must be provisioner, auditor or operator";
         if (cn.empty()) return where + "empty common name";

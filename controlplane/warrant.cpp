@@ -15,6 +15,7 @@
 #include <limits>
 #include <sstream>
 
+#include "common/text.hpp"
 #include "dataplane/target_set.hpp"
 
 namespace tapwire::controlplane {
@@ -28,25 +29,6 @@ using v1::IdentityType;
 
 bool is_hex(char c) noexcept {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) noexcept {
-    if (s.size() < prefix.size()) return false;
-    for (std::size_t i = 0; i < prefix.size(); ++i) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-        if (c != prefix[i]) return false;
-    }
-    return true;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-    // The same whitespace parse_target trims, so the scheme checks see what it parses.
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
-        s.remove_suffix(1);
-    return s;
 }
 
 // Valid UTF-8 (RFC 3629 section 4): no overlongs, no surrogates, nothing above U+10FFFF.

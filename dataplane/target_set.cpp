@@ -22,6 +22,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "common/text.hpp"
 #include "common/x_list.hpp"
 namespace tapwire::dataplane {
 
@@ -79,30 +80,12 @@ std::string scan_form(std::string_view s) {
     return out;
 }
 
-std::string_view trim(std::string_view s) noexcept {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
-        s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
-        s.remove_suffix(1);
-    return s;
-}
-
 bool is_digit(char c) noexcept {
     return c >= '0' && c <= '9';
 }
 
 bool is_alnum(char c) noexcept {
     return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) noexcept {
-    if (s.size() < prefix.size()) return false;
-    for (std::size_t i = 0; i < prefix.size(); ++i) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-        if (c != prefix[i]) return false;
-    }
-    return true;
 }
 
 // Zeroes every bit after the first depth bits (of 32 for IPv4, 128 for IPv6).

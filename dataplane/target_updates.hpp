@@ -118,7 +118,7 @@ class TargetUpdater {
     std::uint64_t failures_ = 0;        // commits refused
     bool coalesce_ = false;             // inside poll(): commits publish once at its end
     bool publish_pending_ = false;
-    std::size_t warrants_ = 0;          // with targets, in the model
+    std::size_t warrants_ = 0;  // with targets, in the model
     std::size_t targets_ = 0;
     std::set<std::uint32_t> changed_since_base_;  // the delta's warrants
 
