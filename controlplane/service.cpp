@@ -201,37 +201,6 @@ v1::WarrantStatus modified_status(const v1::WarrantStatus& stored, const v1::War
     return s;
 }
 
-// RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
-bool is_utf8(std::string_view s) noexcept {
-    static constexpr std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    for (std::size_t i = 0; i < s.size();) {
-        const auto c = std::uint8_t(s[i]);
-        std::size_t n = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1, cp = c & 0x1Fu;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2, cp = c & 0x0Fu;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3, cp = c & 0x07u;
-        } else {
-            return false;
-        }
-        if (s.size() - i <= n) return false;
-        for (std::size_t k = 1; k <= n; ++k) {
-            const auto b = std::uint8_t(s[i + k]);
-            if ((b & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (b & 0x3Fu);
-        }
-        if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        i += n + 1;
-    }
-    return true;
-}
-
 // ConfirmEmergency's reference: legal free text like legal.reference (UTF-8, no control
 // characters, at most kMaxLegalTextLength bytes), and not blank.
 std::string check_court_order_reference(std::string_view ref) {

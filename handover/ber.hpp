@@ -55,7 +55,8 @@ inline constexpr BerTag kGeneralizedTime = BerTag::universal(24);
 class BerWriter {
   public:
     explicit BerWriter(std::span<std::uint8_t> buffer) noexcept
-        : begin_(buffer.data()), pos_(buffer.data() + buffer.size()),
+        : begin_(buffer.data()),
+          pos_(buffer.data() + buffer.size()),
           end_(buffer.data() + buffer.size()) {}
 
     /// False once anything did not fit; the content is then unusable.

@@ -44,22 +44,22 @@ struct Endpoint {
 
 /// What a warrant's records share, fixed for its lifetime: encoded once by prepare().
 struct WarrantContext {
-    std::string liid;                           // LawfulInterceptionIdentifier, 1..25 bytes
-    std::string authorization_country_code;     // ISO 3166-1 alpha-2, e.g. "DE"
-    std::string operator_identifier;            // CommunicationIdentifier.networkIdentifier
-    std::string network_element_identifier;     // optional, may be empty
-    std::string delivery_country_code;          // ISO 3166-1 alpha-2
-    std::string interception_point_id;          // optional, may be empty (ETSI IPID)
-    std::string xid;                            // X1 task UUID (X2/X3 header)
-    bool microsecond_timestamps = false;        // ETSI: microSecondTimeStamp, else
-                                                // GeneralizedTime (per destination)
+    std::string liid;                        // LawfulInterceptionIdentifier, 1..25 bytes
+    std::string authorization_country_code;  // ISO 3166-1 alpha-2, e.g. "DE"
+    std::string operator_identifier;         // CommunicationIdentifier.networkIdentifier
+    std::string network_element_identifier;  // optional, may be empty
+    std::string delivery_country_code;       // ISO 3166-1 alpha-2
+    std::string interception_point_id;       // optional, may be empty (ETSI IPID)
+    std::string xid;                         // X1 task UUID (X2/X3 header)
+    bool microsecond_timestamps = false;     // ETSI: microSecondTimeStamp, else
+                                             // GeneralizedTime (per destination)
 };
 
 /// What every record carries that changes per record.
 struct RecordHeader {
-    std::uint64_t cin = 0;           // communication identity number: one per call
-    std::uint64_t sequence = 0;      // per (LIID, CIN, IRI or CC), contiguous from 0
-    std::int64_t timestamp_ns = 0;   // time of interception, ns since the Unix epoch (UTC)
+    std::uint64_t cin = 0;          // communication identity number: one per call
+    std::uint64_t sequence = 0;     // per (LIID, CIN, IRI or CC), contiguous from 0
+    std::int64_t timestamp_ns = 0;  // time of interception, ns since the Unix epoch (UTC)
 };
 
 /// One intercepted SIP message (HI2).

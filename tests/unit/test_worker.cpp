@@ -121,6 +121,21 @@ struct Rig {
     }
 };
 
+// Feeds worker 0 up to the first targeted SIP message that follows targeted media, so the
+// first targeted call is under intercept mid-way; returns that message's frame index.
+template <class Frames>
+std::size_t feed_into_first_call(Rig& rig, const Frames& frames) {
+    std::size_t i = 0;
+    bool media_seen = false;
+    for (; i < frames.size(); ++i) {
+        const auto& f = frames[i];
+        if (media_seen && f.targeted && f.kind == FrameKind::Sip) break;
+        media_seen = media_seen || (f.targeted && f.kind == FrameKind::Rtp);
+        rig.feed(0, f.bytes, f.time_ns);
+    }
+    return i;
+}
+
 }  // namespace
 
 TEST_CASE("media learned on one worker is intercepted on another", "[worker]") {
@@ -201,15 +216,7 @@ TEST_CASE("a warrant activated mid-call joins the call at its next SIP message",
     auto frames = traffic::render_scenario(*scenario);
     Rig rig(scenario->targets);  // warrants 100, 101, ...
 
-    // Up to the first targeted SIP message after some targeted media: the call is followed.
-    std::size_t i = 0;
-    bool media_seen = false;
-    for (; i < frames.size(); ++i) {
-        const auto& f = frames[i];
-        if (media_seen && f.targeted && f.kind == FrameKind::Sip) break;
-        media_seen = media_seen || (f.targeted && f.kind == FrameKind::Rtp);
-        rig.feed(0, f.bytes, f.time_ns);
-    }
+    std::size_t i = feed_into_first_call(rig, frames);
     REQUIRE(i < frames.size());
     const int call = frames[i].call_index;
     for (const auto& h : rig.drain(0))
@@ -263,15 +270,7 @@ TEST_CASE("a warrant that ends mid-call leaves the call; with none left it is no
     };
     publish({100, 999});
 
-    // Into the first targeted call, past a SIP message and some media.
-    std::size_t i = 0;
-    bool media_seen = false;
-    for (; i < frames.size(); ++i) {
-        const auto& f = frames[i];
-        if (media_seen && f.targeted && f.kind == FrameKind::Sip) break;
-        media_seen = media_seen || (f.targeted && f.kind == FrameKind::Rtp);
-        rig.feed(0, f.bytes, f.time_ns);
-    }
+    std::size_t i = feed_into_first_call(rig, frames);
     REQUIRE(i < frames.size());
     const int call = frames[i].call_index;
     rig.drain(0);
