@@ -77,14 +77,4 @@ class Etsi102232Encoder final : public Encoder {
 /// The ETSI TS 102 232-1/-5 encoder.
 std::unique_ptr<Encoder> make_etsi_102232_encoder();
 
-/// Mean encode cost on the calling thread, in ns per record, of `iterations` encodes each of
-/// a CC record (a 214-byte IPv4/UDP/RTP packet) and an IRI record (a 1 KB SIP INVITE), for any
-/// Encoder. For the handover benchmark (issue 5: >= 1M CC records/s per core for ETSI).
-struct EncodeSpeed {
-    double cc_ns = 0;                         // per CC record
-    double iri_ns = 0;                        // per IRI record
-    std::size_t cc_bytes = 0, iri_bytes = 0;  // size of one encoded record
-};
-EncodeSpeed measure_encode_speed(const Encoder& encoder, std::size_t iterations);
-
 }  // namespace tapwire::handover
