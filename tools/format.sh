@@ -3,7 +3,8 @@
 # --check: change nothing, list unformatted files and fail if there are any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files '*.cpp' '*.hpp' '*.h' '*.cc')
+# Tracked files and new ones not yet added (ignored build trees excluded).
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.cpp' '*.hpp' '*.h' '*.cc')
 if [[ "${1:-}" == "--check" ]]; then
     bad=0
     for f in "${files[@]}"; do

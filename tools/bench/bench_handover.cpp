@@ -9,10 +9,10 @@
 #include <stdlib.h>
 
 #include <array>
-#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,9 +78,8 @@ WarrantContext context() {
 }
 
 void print(const bench::Row& row, std::size_t bytes, double base_ns) {
-    std::printf("  %-34s %9.1f %9.1f %9.1f %9.2f %7zu  %6.1fx\n", row.name.c_str(),
-                row.ns.median, row.ns.p10, row.ns.p90, 1e3 / row.ns.median, bytes,
-                row.ns.median / base_ns);
+    std::printf("  %-34s %9.1f %9.1f %9.1f %9.2f %7zu  %6.1fx\n", row.name.c_str(), row.ns.median,
+                row.ns.p10, row.ns.p90, 1e3 / row.ns.median, bytes, row.ns.median / base_ns);
 }
 
 }  // namespace
@@ -115,23 +114,23 @@ int main(int argc, char** argv) {
 
     std::vector<std::uint8_t> out(4096);
     std::size_t sink = 0;
-    std::printf("tapwire-bench-handover: %d rounds of %zu records, one core; ns per record "
-                "(median, p10, p90), M records/s, PDU bytes, ratio to the baseline\n\n",
-                rounds, per_round);
+    std::printf(
+        "tapwire-bench-handover: %d rounds of %zu records, one core; ns per record "
+        "(median, p10, p90), M records/s, PDU bytes, ratio to the baseline\n\n",
+        rounds, per_round);
     std::printf("  %-34s %9s %9s %9s %9s %7s  %7s\n", "", "median", "p10", "p90", "M/s", "bytes",
                 "vs base");
-    const bench::Row base_cc = bench::measure("baseline: copy 214 B packet", 1, per_round, rounds,
-                                              [&](std::size_t) {
-                                                  std::memcpy(out.data(), packet.data(),
-                                                              packet.size());
-                                                  bench::keep(out[7]);
-                                              });
+    const bench::Row base_cc =
+        bench::measure("baseline: copy 214 B packet", 1, per_round, rounds, [&](std::size_t) {
+            std::memcpy(out.data(), packet.data(), packet.size());
+            bench::keep(out[7]);
+        });
     print(base_cc, packet.size(), base_cc.ns.median);
-    const bench::Row base_iri = bench::measure("baseline: copy 1 KB SIP", 1, per_round, rounds,
-                                               [&](std::size_t) {
-                                                   std::memcpy(out.data(), sip.data(), sip.size());
-                                                   bench::keep(out[7]);
-                                               });
+    const bench::Row base_iri =
+        bench::measure("baseline: copy 1 KB SIP", 1, per_round, rounds, [&](std::size_t) {
+            std::memcpy(out.data(), sip.data(), sip.size());
+            bench::keep(out[7]);
+        });
     print(base_iri, sip.size(), base_iri.ns.median);
 
     const std::unique_ptr<Encoder> encoders[] = {make_etsi_102232_encoder(), make_x2x3_encoder(),
@@ -144,22 +143,22 @@ int main(int argc, char** argv) {
             return 1;
         }
         std::size_t cc_bytes = 0, iri_bytes = 0;
-        const bench::Row row_cc = bench::measure(
-            std::string(encoder->name()) + " CC (RTP 214 B)", 1, per_round, rounds,
-            [&](std::size_t) {
-                ++cc.header.sequence;
-                cc.header.timestamp_ns += 20'000'000;
-                cc_bytes = encoder->encode_cc(*warrant, cc, out);
-                sink += cc_bytes;
-            });
-        const bench::Row row_iri = bench::measure(
-            std::string(encoder->name()) + " IRI (SIP 1 KB)", 1, per_round, rounds,
-            [&](std::size_t) {
-                ++iri.header.sequence;
-                iri.header.timestamp_ns += 1'000'000;
-                iri_bytes = encoder->encode_iri(*warrant, iri, out);
-                sink += iri_bytes;
-            });
+        const bench::Row row_cc = bench::measure(std::string(encoder->name()) + " CC (RTP 214 B)",
+                                                 1, per_round, rounds, [&](std::size_t) {
+                                                     ++cc.header.sequence;
+                                                     cc.header.timestamp_ns += 20'000'000;
+                                                     cc_bytes =
+                                                         encoder->encode_cc(*warrant, cc, out);
+                                                     sink += cc_bytes;
+                                                 });
+        const bench::Row row_iri = bench::measure(std::string(encoder->name()) + " IRI (SIP 1 KB)",
+                                                  1, per_round, rounds, [&](std::size_t) {
+                                                      ++iri.header.sequence;
+                                                      iri.header.timestamp_ns += 1'000'000;
+                                                      iri_bytes =
+                                                          encoder->encode_iri(*warrant, iri, out);
+                                                      sink += iri_bytes;
+                                                  });
         if (cc_bytes == 0 || iri_bytes == 0) {
             std::fprintf(stderr, "%s: an encode failed\n", encoder->name());
             return 1;
@@ -187,14 +186,14 @@ int main(int argc, char** argv) {
     std::string error;
     const auto warrant = encoder->prepare(context(), error);
     std::size_t appended = 0;
-    const bench::Row row_spool = bench::measure(
-        "etsi-102232 CC encode + spool append", 1, per_round / 4, std::max(3, rounds / 4),
-        [&](std::size_t) {
-            ++cc.header.sequence;
-            const std::size_t n = encoder->encode_cc(*warrant, cc, out);
-            opened.spool->append(ByteSpan(out.data(), n));
-            if (++appended % 1000 == 0) opened.spool->flush();
-        });
+    const bench::Row row_spool =
+        bench::measure("etsi-102232 CC encode + spool append", 1, per_round / 4,
+                       std::max(3, rounds / 4), [&](std::size_t) {
+                           ++cc.header.sequence;
+                           const std::size_t n = encoder->encode_cc(*warrant, cc, out);
+                           opened.spool->append(ByteSpan(out.data(), n));
+                           if (++appended % 1000 == 0) opened.spool->flush();
+                       });
     print(row_spool, 0, base_cc.ns.median);
     std::printf("\n  (spool in %s, one fdatasync per 1000 records in the appending thread)\n",
                 dir.c_str());
