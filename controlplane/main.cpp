@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/files.hpp"
 #include "controlplane/appliance_service.hpp"
 #include "controlplane/dataplane_link.hpp"
 #include "controlplane/events.hpp"
@@ -25,6 +26,7 @@
 namespace {
 
 namespace cp = tapwire::controlplane;
+using tapwire::read_file;
 namespace v1 = tapwire::v1;
 
 constexpr const char* kUsage =
@@ -54,18 +56,6 @@ int usage_error(const std::string& message) {
 int fail(const std::string& message) {
     std::fprintf(stderr, "tapwire-controlplane: %s\n", message.c_str());
     return 1;
-}
-
-bool read_file(const std::string& path, std::string& out, std::string& error) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        error = path + ": cannot read (" + std::strerror(errno) + ")";
-        return false;
-    }
-    std::ostringstream s;
-    s << in.rdbuf();
-    out = s.str();
-    return true;
 }
 
 // The secret that keys the target digests in audit records: made once per appliance (mode

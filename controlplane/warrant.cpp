@@ -15,6 +15,7 @@
 #include <limits>
 #include <sstream>
 
+#include "common/files.hpp"
 #include "common/text.hpp"
 #include "dataplane/target_set.hpp"
 
@@ -334,22 +335,6 @@ struct MdCtxFree {
     void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
 };
 using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-
-bool read_file(const std::string& path, std::string& out, std::string& error) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        error = path + ": cannot read (" + std::strerror(errno) + ")";
-        return false;
-    }
-    std::ostringstream s;
-    s << in.rdbuf();
-    if (in.bad()) {
-        error = path + ": read error";
-        return false;
-    }
-    out = s.str();
-    return true;
-}
 
 std::string key_type_name(const EVP_PKEY* key) {
     const char* name = EVP_PKEY_get0_type_name(key);

@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "common/files.hpp"
 #include "tapwire/v1/controlplane.grpc.pb.h"
 
 namespace {
@@ -59,22 +60,6 @@ void err(const std::string& message) {
     std::fprintf(stderr, "tapwire-ctl: %s\n", message.c_str());
 }
 
-bool read_file(const std::string& path, std::string& out, std::string& error) {
-    std::ostringstream s;
-    if (path == "-") {
-        s << std::cin.rdbuf();
-    } else {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) {
-            error = path + ": cannot read (" + std::strerror(errno) + ")";
-            return false;
-        }
-        s << in.rdbuf();
-    }
-    out = s.str();
-    return true;
-}
-
 // Collects text-format parse errors as "file:line:column: message" (1-based).
 class ParseErrors : public pb::io::ErrorCollector {
   public:
@@ -93,7 +78,7 @@ class ParseErrors : public pb::io::ErrorCollector {
 /// Reads a message in protobuf text format from a file ("-": stdin).
 bool read_text_message(const std::string& path, pb::Message& out, std::string& error) {
     std::string text;
-    if (!read_file(path, text, error)) return false;
+    if (!tapwire::read_file_or_stdin(path, text, error)) return false;
     const std::string origin = path == "-" ? "<stdin>" : path;
     ParseErrors errors(origin);
     pb::TextFormat::Parser parser;
@@ -644,7 +629,8 @@ std::string destination_from_args(const Args& a, v1::Destination& d) {
     tls.set_enabled(true);
     if (a.has("ca")) {
         std::string error;
-        if (!read_file(a.get("ca"), *tls.mutable_ca_pem(), error)) return "--ca: " + error;
+        if (!tapwire::read_file_or_stdin(a.get("ca"), *tls.mutable_ca_pem(), error))
+            return "--ca: " + error;
     }
     tls.set_pinned_sha256(a.get("pin"));
     tls.set_server_name(a.get("server-name"));
@@ -1077,9 +1063,9 @@ std::shared_ptr<grpc::Channel> make_channel(const Globals& g, std::string& error
         return nullptr;
     }
     grpc::SslCredentialsOptions ssl;
-    if (!read_file(g.cert, ssl.pem_cert_chain, error) ||
-        !read_file(g.key, ssl.pem_private_key, error) ||
-        !read_file(g.ca, ssl.pem_root_certs, error)) {
+    if (!tapwire::read_file_or_stdin(g.cert, ssl.pem_cert_chain, error) ||
+        !tapwire::read_file_or_stdin(g.key, ssl.pem_private_key, error) ||
+        !tapwire::read_file_or_stdin(g.ca, ssl.pem_root_certs, error)) {
         return nullptr;
     }
     if (!g.server_name.empty()) args.SetSslTargetNameOverride(g.server_name);

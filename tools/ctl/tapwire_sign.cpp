@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/files.hpp"
 #include "controlplane/warrant.hpp"
 
 namespace {
@@ -67,20 +68,7 @@ bool read_warrant(const std::string& path, tapwire::v1::Warrant& out, std::strin
     std::string text;
     const bool from_stdin = path.empty() || path == "-";
     const std::string origin = from_stdin ? "<stdin>" : path;
-    if (from_stdin) {
-        std::ostringstream s;
-        s << std::cin.rdbuf();
-        text = s.str();
-    } else {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) {
-            error = path + ": cannot read (" + std::strerror(errno) + ")";
-            return false;
-        }
-        std::ostringstream s;
-        s << in.rdbuf();
-        text = s.str();
-    }
+    if (!tapwire::read_file_or_stdin(from_stdin ? "-" : path, text, error)) return false;
     Errors errors(origin);
     google::protobuf::TextFormat::Parser parser;
     parser.RecordErrorsTo(&errors);
