@@ -54,12 +54,9 @@ grpc::Status ApplianceService::GetStatus(grpc::ServerContext* call, const v1::Ge
     if (auto refused = audit.authorize({Role::Operator, Role::Provisioner})) return *refused;
 
     // The dataplane's part first: the figures the control plane owns below are authoritative.
-    if (ctx_.fill_appliance_status) {
-        ctx_.fill_appliance_status(*response);
-    } else {
-        response->set_dataplane_attached(false);
-        response->set_dataplane_detail("no dataplane link");
-    }
+    response->set_dataplane_attached(false);
+    response->set_dataplane_detail("no dataplane link");
+    if (ctx_.fill_appliance_status) ctx_.fill_appliance_status(*response);
     *response->mutable_now() = to_proto(now_of(ctx_));
     auto listed = ctx_.store->list_warrants({v1::WARRANT_STATE_ACTIVE, v1::WARRANT_STATE_PENDING});
     if (!listed) {

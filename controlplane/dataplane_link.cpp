@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "controlplane/events.hpp"
+#include "controlplane/handover_pipeline.hpp"
 
 namespace tapwire::controlplane {
 namespace {
@@ -60,8 +61,10 @@ std::uint64_t load_acquire(const std::uint64_t& v) {
 
 }  // namespace
 
-DataplaneLink::DataplaneLink(DataplaneLinkOptions options, Store& store, EventHub* events)
-    : options_(std::move(options)), store_(store), events_(events) {
+DataplaneLink::DataplaneLink(DataplaneLinkOptions options, Store& store, EventHub* events,
+                             HandoverPipeline& handover)
+    : options_(std::move(options)), store_(store), events_(events), handover_(handover) {
+    linear_.resize(std::size_t(1) << 17);
     detail_ = "waiting for the dataplane (file prefix " + options_.file_prefix + ")";
 }
 
@@ -95,6 +98,7 @@ void DataplaneLink::emit(v1::EventKind kind, const WarrantRuntime* w, std::strin
 
 void DataplaneLink::run() {
     if (!attach()) return;
+    handover_.restore_calls(boot_id_);
     if (!sync_all()) {
         std::lock_guard lock(mutex_);
         detail_ = "initial target sync failed";
@@ -115,6 +119,7 @@ void DataplaneLink::run() {
             if (lost_.load()) return;
         }
     }
+    handover_.save_calls(boot_id_);  // a clean stop: the next run resumes these calls
 }
 
 bool DataplaneLink::attach() {
@@ -285,40 +290,53 @@ void DataplaneLink::drain() {
         if (n == 0) continue;
         idle = false;
         count(LinkCounter::hits_drained, n);
-        std::lock_guard lock(mutex_);
         for (unsigned i = 0; i < n; ++i) {
             auto* m = static_cast<rte_mbuf*>(objs[i]);
             const auto* meta = static_cast<const shm::HitMeta*>(rte_mbuf_to_priv(m));
-            const unsigned count_in_hit =
-                std::min<unsigned>(meta->warrant_count, shm::kMaxWarrantsPerHit);
-            for (unsigned k = 0; k < count_in_hit; ++k) {
-                auto it = warrants_.find(meta->warrant_ids[k]);
-                if (it == warrants_.end()) {
-                    count(LinkCounter::drop_hit_unknown_warrant);
-                    continue;
+            std::uint32_t accepted[shm::kMaxWarrantsPerHit];
+            unsigned accepted_count = 0;
+            {
+                std::lock_guard lock(mutex_);
+                const unsigned count_in_hit =
+                    std::min<unsigned>(meta->warrant_count, shm::kMaxWarrantsPerHit);
+                for (unsigned k = 0; k < count_in_hit; ++k) {
+                    auto it = warrants_.find(meta->warrant_ids[k]);
+                    if (it == warrants_.end()) {
+                        count(LinkCounter::drop_hit_unknown_warrant);
+                        continue;
+                    }
+                    WarrantRuntime& w = it->second;
+                    const auto ts = std::int64_t(meta->timestamp_ns);
+                    if (!w.active || ts < w.valid_from_ns || ts >= w.valid_until_ns) {
+                        count(LinkCounter::drop_hit_outside_window);
+                        continue;
+                    }
+                    if (meta->kind != shm::HitKind::Sip && !w.content) {
+                        count(LinkCounter::drop_hit_cc_not_authorized);
+                        continue;
+                    }
+                    count(LinkCounter::hits_accepted);
+                    ++w.hits;
+                    w.last_hit_ns = ts;
+                    if (!w.first_hit_reported) {
+                        w.first_hit_reported = true;
+                        emit(v1::EVENT_WARRANT_FIRST_HIT, &w,
+                             "first hit since effective, intercepted at " + std::to_string(ts));
+                    }
+                    accepted[accepted_count++] = meta->warrant_ids[k];
                 }
-                WarrantRuntime& w = it->second;
-                const auto ts = std::int64_t(meta->timestamp_ns);
-                if (!w.active || ts < w.valid_from_ns || ts >= w.valid_until_ns) {
-                    count(LinkCounter::drop_hit_outside_window);
-                    continue;
-                }
-                if (meta->kind != shm::HitKind::Sip && !w.content) {
-                    count(LinkCounter::drop_hit_cc_not_authorized);
-                    continue;
-                }
-                count(LinkCounter::hits_accepted);
-                ++w.hits;
-                w.last_hit_ns = ts;
-                if (!w.first_hit_reported) {
-                    w.first_hit_reported = true;
-                    emit(v1::EVENT_WARRANT_FIRST_HIT, &w,
-                         "first hit since effective, intercepted at " + std::to_string(ts));
-                }
-                count(LinkCounter::drop_hit_no_handover);
+            }
+            if (accepted_count != 0) {
+                // A hit longer than one mbuf is chained: made contiguous here.
+                if (linear_.size() < m->pkt_len) linear_.resize(m->pkt_len);
+                const auto* data = static_cast<const std::uint8_t*>(
+                    rte_pktmbuf_read(m, 0, m->pkt_len, linear_.data()));
+                handover_.deliver(*meta, ByteSpan(data, data ? m->pkt_len : 0),
+                                  std::span(accepted, accepted_count));
             }
             rte_pktmbuf_free(m);
         }
+        handover_.end_burst();
     }
     if (idle) sleep_ms(0.02);
 }
@@ -326,6 +344,7 @@ void DataplaneLink::drain() {
 void DataplaneLink::watch() {
     const std::int64_t now = now_ns();
     state_->controlplane_heartbeat_ns = std::uint64_t(now);
+    handover_.housekeeping(now);
 
     // Which published commits the dataplane has taken.
     const std::uint64_t applied = load_acquire(state_->targets.commit_applied);
@@ -396,7 +415,7 @@ void DataplaneLink::watch() {
 }
 
 std::map<std::string, std::uint64_t> DataplaneLink::drop_totals() const {
-    std::map<std::string, std::uint64_t> drops;
+    std::map<std::string, std::uint64_t> drops = handover_.drop_totals();
     for (std::size_t c = 0; c < std::size_t(LinkCounter::Count); ++c)
         if (std::strncmp(kCounterNames[c], "drop_", 5) == 0)
             drops[kCounterNames[c]] = counters_[c].load(std::memory_order_relaxed);

@@ -16,10 +16,12 @@
 // then waits for the new dataplane and repopulates it. gRPC is unavailable for that moment
 // (well under a second); the state and the audit trail are on disk.
 //
-// Hits: until the handover exists (issue 5), a drained hit is checked against its warrant
-// (known, ACTIVE, inside its window, CC allowed by the delivery type), counted per warrant,
-// and released; hits that fail a check are counted by reason as drops. Nothing leaves the
-// appliance outside a warrant's window, whatever the dataplane's snapshot says.
+// Hits: a drained hit is checked against each of its warrants (known, ACTIVE, inside its
+// window, CC allowed by the delivery type) and handed to the handover pipeline for the
+// warrants that pass (controlplane/handover_pipeline.hpp); the others are counted by reason
+// as drops. Nothing leaves the appliance outside a warrant's window, whatever the
+// dataplane's snapshot says. The pipeline's call table is saved on a clean stop and resumed
+// when the next run attaches to the same dataplane.
 //
 // lcore: the secondary's EAL thread takes lcore id `lcore_id` (127 by default), which the
 // dataplane never uses, so the per-lcore caches of the shared hit pool are never shared.
@@ -47,6 +49,7 @@ struct rte_mempool;
 namespace tapwire::controlplane {
 
 class EventHub;
+class HandoverPipeline;
 
 /// The control plane's own counters. X(name, description); drop_* are drops by reason.
 #define TAPWIRE_LINK_COUNTERS(X)                                                             \
@@ -55,7 +58,6 @@ class EventHub;
     X(drop_hit_unknown_warrant, "hit for a warrant id the control plane does not know")      \
     X(drop_hit_outside_window, "hit of a warrant not ACTIVE, or stamped outside its window") \
     X(drop_hit_cc_not_authorized, "RTP/RTCP/IP hit of an IRI-only warrant")                  \
-    X(drop_hit_no_handover, "accepted hit released: no handover yet (issue 5)")              \
     X(target_commands, "target commands sent to the dataplane")                              \
     X(target_publish_failed, "target updates the dataplane did not take (ring, timeout)")    \
     X(syncs, "full target syncs (attach, re-attach)")
@@ -74,7 +76,8 @@ struct DataplaneLinkOptions {
 
 class DataplaneLink {
   public:
-    DataplaneLink(DataplaneLinkOptions options, Store& store, EventHub* events);
+    DataplaneLink(DataplaneLinkOptions options, Store& store, EventHub* events,
+                  HandoverPipeline& handover);
     ~DataplaneLink();
     DataplaneLink(const DataplaneLink&) = delete;
     DataplaneLink& operator=(const DataplaneLink&) = delete;
@@ -132,6 +135,8 @@ class DataplaneLink {
     DataplaneLinkOptions options_;
     Store& store_;
     EventHub* events_;
+    HandoverPipeline& handover_;
+    std::vector<std::uint8_t> linear_;  // a chained hit mbuf made contiguous
     std::thread thread_;
     std::atomic<bool> stop_{false};
     std::atomic<bool> attached_{false};

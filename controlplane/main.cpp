@@ -20,6 +20,7 @@
 #include "controlplane/appliance_service.hpp"
 #include "controlplane/dataplane_link.hpp"
 #include "controlplane/events.hpp"
+#include "controlplane/handover_pipeline.hpp"
 #include "controlplane/scheduler.hpp"
 #include "controlplane/service.hpp"
 
@@ -44,6 +45,14 @@ constexpr const char* kUsage =
     "                           (without it: no dataplane link, warrants are only stored)\n"
     "  --dataplane-lcore-id N   this process's EAL lcore id (default 127; never one the\n"
     "                           dataplane uses)\n"
+    "  --operator-id ID         ETSI networkIdentifier.operatorIdentifier (default tapwire)\n"
+    "  --network-element-id ID  ETSI networkElementIdentifier, CALEA element id (1..15\n"
+    "                           characters; default: none, CALEA then uses the operator id)\n"
+    "  --delivery-country CC    ETSI deliveryCountryCode (default: the warrant's jurisdiction)\n"
+    "  --interception-point-id ID  ETSI interceptionPointID (default: none)\n"
+    "  --spool-max-mb N         per-destination spool limit in MiB (default 4096); records\n"
+    "                           beyond it are refused, counted and alarmed\n"
+    "  --spool-segment-mb N     spool segment size in MiB (default 64; at most half the limit)\n"
     "  --insecure-plaintext-development-only\n"
     "                           no TLS, no client authentication: every caller is a\n"
     "                           provisioner. NEVER in production.\n";
@@ -85,6 +94,8 @@ int main(int argc, char** argv) {
     std::string listen, state_dir, tls_cert, tls_key, client_ca, authority_dir, roles_file,
         audit_key_file, dataplane_prefix;
     unsigned dataplane_lcore_id = 127;
+    cp::HandoverPipelineOptions handover_options;
+    handover_options.spool.max_total_bytes = 4096ull << 20;
     std::uint32_t checkpoint_interval = 1000;
     bool insecure = false;
     for (int i = 1; i < argc; ++i) {
@@ -137,6 +148,26 @@ int main(int argc, char** argv) {
                     return usage_error("--dataplane-lcore-id: 1..127");
                 }
                 dataplane_lcore_id = unsigned(v);
+            }
+        } else if (a == "--operator-id") {
+            ok = value(handover_options.operator_identifier);
+        } else if (a == "--network-element-id") {
+            ok = value(handover_options.network_element_identifier);
+        } else if (a == "--delivery-country") {
+            ok = value(handover_options.delivery_country_code);
+        } else if (a == "--interception-point-id") {
+            ok = value(handover_options.interception_point_id);
+        } else if (a == "--spool-max-mb" || a == "--spool-segment-mb") {
+            std::string n;
+            ok = value(n);
+            if (ok) {
+                char* end = nullptr;
+                const unsigned long long v = std::strtoull(n.c_str(), &end, 10);
+                if (n.empty() || *end != '\0' || v == 0 || v > (1ull << 24)) {
+                    return usage_error(a + ": 1..16777216");
+                }
+                (a == "--spool-max-mb" ? handover_options.spool.max_total_bytes
+                                       : handover_options.spool.segment_bytes) = v << 20;
             }
         } else if (a == "--insecure-plaintext-development-only") {
             insecure = true;
@@ -227,19 +258,37 @@ int main(int argc, char** argv) {
 
     cp::EventHub events;
     ctx.events = &events;
+    handover_options.spool_root = state_dir + "/spool";
+    if (handover_options.spool.segment_bytes * 2 > handover_options.spool.max_total_bytes) {
+        return usage_error("--spool-segment-mb must be at most half of --spool-max-mb");
+    }
+    auto handover = cp::HandoverPipeline::open(handover_options, *store, &events, error);
+    if (!handover) return fail("handover: " + error);
+    ctx.destination_changed = [&handover](const v1::Destination& d) {
+        handover->destination_changed(d);
+    };
+    ctx.destination_removed = [&handover](const std::string& id) {
+        handover->destination_removed(id);
+    };
+    ctx.fill_appliance_status = [&handover](v1::ApplianceStatus& s) { handover->fill_status(s); };
     std::unique_ptr<cp::DataplaneLink> link;
     if (!dataplane_prefix.empty()) {
         cp::DataplaneLinkOptions link_options;
         link_options.file_prefix = dataplane_prefix;
         link_options.lcore_id = dataplane_lcore_id;
-        link = std::make_unique<cp::DataplaneLink>(link_options, *store, &events);
+        link = std::make_unique<cp::DataplaneLink>(link_options, *store, &events, *handover);
         link->on_lost = [] { ::kill(::getpid(), SIGUSR1); };
-        ctx.fill_appliance_status = [&link](v1::ApplianceStatus& s) { link->fill_status(s); };
+        ctx.fill_appliance_status = [&link, &handover](v1::ApplianceStatus& s) {
+            link->fill_status(s);
+            handover->fill_status(s);
+        };
         ctx.fill_warrant_runtime = [&link](std::uint32_t id, v1::WarrantStatus& s) {
             link->fill_warrant_runtime(id, s);
         };
     }
-    ctx.warrant_changed = [&link, &events](const cp::StoredWarrant& w, v1::EventKind kind) {
+    ctx.warrant_changed = [&link, &events, &handover](const cp::StoredWarrant& w,
+                                                      v1::EventKind kind) {
+        handover->warrant_changed(w);  // first: its hits may follow at once
         if (link) link->warrant_changed(w);
         events.emit(cp::warrant_event(w, kind));
     };
@@ -264,7 +313,8 @@ int main(int argc, char** argv) {
     server->server().Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     server->server().Wait();
     scheduler.stop();
-    if (link) link->stop();
+    if (link) link->stop();  // saves the call table on a clean stop
+    handover->stop();        // then the deliveries, and a last flush of every spool
     if (auto st = (*audit)->close(); !st) return fail("audit log close: " + st.message);
     if (reattach) {
         // DPDK's runtime files stay locked through inherited descriptors (no O_CLOEXEC),

@@ -648,6 +648,7 @@ grpc::Status DestinationsService::Create(grpc::ServerContext* call,
     auto created = ctx_.store->create_destination(d, to_ns(now_of(ctx_)));
     if (!created) return audit.finish(from_store(created.failure()));
     *response->mutable_destination() = *created;
+    if (ctx_.destination_changed) ctx_.destination_changed(*created);
     return audit.finish(grpc::Status::OK);
 }
 
@@ -659,9 +660,18 @@ grpc::Status DestinationsService::Modify(grpc::ServerContext* call,
     const auto& d = request->destination();
     if (auto bad = validate_destination(d); !bad.empty()) return audit.finish(invalid(bad));
     audit.subject("destination:" + d.id());
+    // The spool holds records already encoded in the old format: a new format is a new
+    // destination, or the LEMF would get two formats on one stream.
+    if (auto current = ctx_.store->get_destination(d.id());
+        current.ok() && current.value().format() != d.format()) {
+        return audit.finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                         "destination.format: cannot change; create a new "
+                                         "destination for the new format"));
+    }
     auto modified = ctx_.store->modify_destination(d, to_ns(now_of(ctx_)));
     if (!modified) return audit.finish(from_store(modified.failure()));
     *response->mutable_destination() = *modified;
+    if (ctx_.destination_changed) ctx_.destination_changed(*modified);
     return audit.finish(grpc::Status::OK);
 }
 
@@ -678,6 +688,7 @@ grpc::Status DestinationsService::Remove(grpc::ServerContext* call,
     auto removed = ctx_.store->remove_destination(request->id());
     if (!removed) return audit.finish(from_store(removed.failure()));
     *response->mutable_destination() = *removed;
+    if (ctx_.destination_removed) ctx_.destination_removed(request->id());
     return audit.finish(grpc::Status::OK);
 }
 

@@ -77,6 +77,10 @@ struct ServiceContext {
     /// _LAPSED, _EMERGENCY_CONFIRMED, _EMERGENCY_LAPSED). main() wires it to the target
     /// publisher (dataplane) and the event feed. Empty: nobody listens (unit tests).
     std::function<void(const StoredWarrant&, v1::EventKind)> warrant_changed;
+    /// Told of every stored destination change (created or modified) and removal; main()
+    /// wires them to the handover pipeline. Empty: nobody listens.
+    std::function<void(const v1::Destination&)> destination_changed;
+    std::function<void(const std::string& id)> destination_removed;
     /// Called after every change that can move the next scheduled state change (Activate,
     /// Modify, ConfirmEmergency, Deactivate); main() wires it to Scheduler::wake(). Empty:
     /// no scheduler (it also re-checks on its own at least once a second).

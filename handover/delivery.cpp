@@ -522,6 +522,14 @@ std::string Delivery::Impl::session(Conn& c) {
         // Wait: for the socket to take more, for the LEMF to close, for new records, for
         // the next ack check or keep-alive.
         const bool pending = batch_pos < batch_len || ka_pos < ka.size();
+        if (!pending && spool.next_to_send() < spool.end_index()) {
+            // The batch went out whole and the spool holds more (a backlog after an outage,
+            // or a burst): refill at once. Waiting here would cap delivery at one batch per
+            // poll interval.
+            if (Clock::now() - last_ack_check >= options.poll_interval && !check_acks())
+                return error;
+            continue;
+        }
         auto deadline = Clock::now() + options.poll_interval;
         if (!pending && in_flight.empty() && ka_interval.count() > 0 && keepalive)
             deadline = std::min(deadline, last_write + ka_interval);

@@ -68,7 +68,8 @@ struct IriRecord {
     IriType type = IriType::Report;
     ByteSpan sip_message;  // the raw SIP message (start line to end of body)
     Endpoint source, destination;
-    std::uint8_t transport = 17;  // IP protocol number: 17 UDP, 6 TCP
+    std::uint8_t transport = 17;               // IP protocol number: 17 UDP, 6 TCP
+    Direction direction = Direction::Unknown;  // who sent it: the target or the other side
 };
 
 /// One intercepted media packet (HI3): the whole IP packet (from the IP header).

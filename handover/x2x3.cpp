@@ -288,10 +288,9 @@ std::size_t X2X3Encoder::encode_iri(const PreparedWarrant& prepared, const IriRe
     const std::size_t payload_length = record.sip_message.size();
     if (!fits(header_length, payload_length, out)) return 0;
 
-    // The record does not say which side the target is on: direction unknown to the POI.
-    std::uint8_t* p =
-        put_header(warrant, out.data(), PduType::X2, header_length, payload_length,
-                   PayloadFormat::SipMessage, PayloadDirection::Unknown, record.header.cin);
+    std::uint8_t* p = put_header(warrant, out.data(), PduType::X2, header_length, payload_length,
+                                 PayloadFormat::SipMessage, to_payload_direction(record.direction),
+                                 record.header.cin);
     p = put_record_attributes(p, record.header);
     p = put_address(p, record.source.address, true);
     p = put_address(p, record.destination.address, false);

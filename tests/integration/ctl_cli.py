@@ -219,18 +219,20 @@ def t_env():
 
 
 def t_destinations():
-    r = expect_ok(ctl("destination", "create", "--id", "lemf-1", "--address", "192.0.2.10",
+    # Loopback addresses where nothing listens: the appliance's delivery to them fails at
+    # once (connection refused), so its DESTINATION_DOWN events come now, not in t_events.
+    r = expect_ok(ctl("destination", "create", "--id", "lemf-1", "--address", "127.0.0.10",
                       "--port", "6000", "--format", "etsi-102232"))
     rows = table(r.stdout)
-    expect(rows == [{"ID": "lemf-1", "ADDRESS": "192.0.2.10", "PORT": "6000",
+    expect(rows == [{"ID": "lemf-1", "ADDRESS": "127.0.0.10", "PORT": "6000",
                      "FORMAT": "etsi-102232", "TLS": "no", "TIMESTAMPS": "generalized"}],
            describe(r))
     # The identical repeat is accepted (idempotent).
-    expect_ok(ctl("destination", "create", "--id", "lemf-1", "--address", "192.0.2.10",
+    expect_ok(ctl("destination", "create", "--id", "lemf-1", "--address", "127.0.0.10",
                   "--port", "6000", "--format", "etsi-102232"))
     ca_text = read(env.pki_file("ca.pem")).decode()
     path = write("lemf-2.textproto",
-                 'id: "lemf-2" address: "192.0.2.20" port: 6001 format: HANDOVER_FORMAT_ETSI_X2X3\n'
+                 'id: "lemf-2" address: "127.0.0.20" port: 6001 format: HANDOVER_FORMAT_ETSI_X2X3\n'
                  'tls { enabled: true server_name: "lemf.example" ca_pem: '
                  + json.dumps(ca_text) + " }\nmicrosecond_timestamps: true\n")
     expect_ok(ctl("destination", "create", "--file", path))
@@ -246,13 +248,18 @@ def t_destinations():
            by_id)
     expect(by_id["lemf-1"]["format"] == "HANDOVER_FORMAT_ETSI_102232", by_id)
     # Modify by flags: TLS with a CA file and a server name.
-    r = expect_ok(ctl("destination", "modify", "--id", "lemf-2", "--address", "192.0.2.21",
-                      "--port", "6002", "--format", "atis-calea", "--tls", "--ca",
+    r = expect_ok(ctl("destination", "modify", "--id", "lemf-2", "--address", "127.0.0.21",
+                      "--port", "6002", "--format", "etsi-x2x3", "--tls", "--ca",
                       env.pki_file("ca.pem"), "--server-name", "lemf.example", "--json"))
     d = json.loads(r.stdout)["destination"]
-    expect(d["port"] == 6002 and d["address"] == "192.0.2.21" and d["format"] ==
-           "HANDOVER_FORMAT_ATIS_CALEA" and d["tls"]["enabled"] and d["tls"]["ca_pem"] == ca_text,
+    expect(d["port"] == 6002 and d["address"] == "127.0.0.21" and d["format"] ==
+           "HANDOVER_FORMAT_ETSI_X2X3" and d["tls"]["enabled"] and d["tls"]["ca_pem"] == ca_text,
            d)
+    # The format of a destination cannot change: its spool holds records already encoded.
+    r = ctl("destination", "modify", "--id", "lemf-2", "--address", "127.0.0.21", "--port",
+            "6002", "--format", "atis-calea")
+    expect_refused(r, "FAILED_PRECONDITION")
+    expect("destination.format" in r.stderr, describe(r))
     # Refused by the server, with the field named.
     r = ctl("destination", "create", "--id", "lemf-3", "--address", "192.0.2.30", "--port", "0",
             "--format", "etsi-102232")

@@ -363,17 +363,34 @@ void print_appliance_status(const v1::ApplianceStatus& s) {
                          std::to_string(s.hits_drained()) + " drained")
         .add("events dropped", std::to_string(s.events_dropped()))
         .add("drops", format_counters(s.drops()))
+        .add("handover", format_counters(s.handover()))
         .add("workers", std::to_string(s.workers_size()));
     f.print();
-    if (s.workers().empty()) return;
-    std::printf("\n");
-    Table t({"WORKER", "RX-PPS", "RX-PACKETS", "HITS", "RING-FILL", "DROPS"});
-    for (const auto& w : s.workers()) {
-        t.add({std::to_string(w.worker()), format_double(w.rx_packets_per_second(), 0),
-               std::to_string(w.rx_packets()), std::to_string(w.hits()),
-               format_double(w.hit_ring_fill() * 100, 1) + "%", format_counters(w.drops(), ",")});
+    if (!s.workers().empty()) {
+        std::printf("\n");
+        Table t({"WORKER", "RX-PPS", "RX-PACKETS", "HITS", "RING-FILL", "DROPS"});
+        for (const auto& w : s.workers()) {
+            t.add({std::to_string(w.worker()), format_double(w.rx_packets_per_second(), 0),
+                   std::to_string(w.rx_packets()), std::to_string(w.hits()),
+                   format_double(w.hit_ring_fill() * 100, 1) + "%",
+                   format_counters(w.drops(), ",")});
+        }
+        t.print();
     }
-    t.print();
+    if (!s.destinations().empty()) {
+        std::printf("\n");
+        Table t(
+            {"DESTINATION", "FORMAT", "STATE", "SPOOLED", "PENDING", "SPOOL-USE", "LAST-ERROR"});
+        for (const auto& d : s.destinations()) {
+            const double use = d.spool_max_bytes()
+                                   ? double(d.spool_bytes()) * 100 / double(d.spool_max_bytes())
+                                   : 0;
+            t.add({d.id(), label(d.format()), d.up() ? "up" : "DOWN",
+                   std::to_string(d.records_spooled()), std::to_string(d.records_pending()),
+                   format_double(use, 1) + "%", d.last_error()});
+        }
+        t.print();
+    }
 }
 
 void print_event(const v1::Event& e) {
