@@ -95,9 +95,11 @@ struct HandoverPipelineOptions {
     handover::DeliveryOptions delivery;
     /// How often the spools are flushed (one fdatasync each): what a power loss can lose.
     std::chrono::milliseconds flush_interval{5};
-    /// Calls are forgotten after this long without a hit (above the dataplane's 300 s
-    /// dialog idle timeout), ended calls after `ended_call_linger` (late retransmissions).
-    std::chrono::seconds call_idle_timeout{330};
+    /// Calls are forgotten after this long without a hit, ended calls after
+    /// `ended_call_linger` (late retransmissions). Above the dataplane's dialog idle timeout
+    /// (the sample configuration's 7200 s), so a quiet call keeps its CIN; only intercepted
+    /// calls are kept (~200 bytes each).
+    std::chrono::seconds call_idle_timeout{7260};
     std::chrono::seconds ended_call_linger{64};
     /// CINs reserved per store write.
     std::uint64_t cin_block = 4096;

@@ -2,6 +2,7 @@
 // See calea.hpp for the mapping and what the module cannot carry.
 #include "handover/calea.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -267,6 +268,13 @@ CdcPlan plan_for(IriType type, const SipMessage* m, const CaleaCall& s) noexcept
             push(plan,
                  s.target_is_caller ? CdcMessage::Origination : CdcMessage::TerminationAttempt);
             if (m) plan_continue(plan, *m, s);
+            // Interception joined a call already under way (a warrant activated mid-call):
+            // its media may be flowing, so the CCC is opened now, without SDP if this message
+            // has none, or the LEMF could not tie the content to the call.
+            if (m && !(m->is_request && m->method == SipMethod::Invite && m->to.tag.empty()) &&
+                std::find(plan.messages.begin(), plan.messages.begin() + plan.count,
+                          CdcMessage::CCOpen) == plan.messages.begin() + plan.count)
+                push(plan, CdcMessage::CCOpen);
             break;
         case IriType::Continue:
             if (m && !invite_dialog) {
@@ -358,6 +366,7 @@ void null(BerWriter& w, BerTag t) noexcept {
 
 /// subject (the target's side sent this SDP) or associate (the other side).
 void sdp_field(BerWriter& w, const View& v, std::uint32_t subject_tag) noexcept {
+    if (v.m == nullptr || !v.m->has_sdp_body()) return;  // OPTIONAL: a CCOpen on joining
     const bool subject = sent_by_target(v.m, v.s);
     sdp(w, ctx(subject ? subject_tag : subject_tag + 1), v.m->body);
 }

@@ -376,6 +376,7 @@ SpoolOpenResult Spool::open(const SpoolOptions& o) {
         r.message = std::move(message);
         return r;
     }
+    spool->reclaim();  // a limit lowered since the last run may free the last segment
     r.spool = std::move(spool);
     return r;
 }
@@ -863,9 +864,20 @@ void Spool::reclaim() noexcept {
         SegmentPtr seg;
         {
             std::lock_guard lock(mutex_);
-            if (segments_.size() < 2) return;  // the last segment is the one appended to
+            if (segments_.empty()) return;
             const SegmentPtr& front = segments_.front();
             if (front->first + front->count > saved_acked_) return;
+            if (segments_.size() == 1) {
+                // The last segment is the one appended to: it goes only when space is short
+                // (one segment fills the limit, e.g. a limit lowered across a restart, which
+                // would otherwise refuse every record for good) and everything in it is
+                // written and acknowledged. The next append starts a new segment.
+                const bool short_of_space =
+                    total_bytes_ + options_.segment_bytes > options_.max_total_bytes;
+                if (!short_of_space || pending_len_ != 0 || front->written_end != front->end_offset)
+                    return;
+                force_rotate_ = true;
+            }
             seg = front;
             segments_.pop_front();
             total_bytes_ -= seg->end_offset;

@@ -2,7 +2,7 @@
 
 Environment(build, source) generates the Python gRPC stubs from the repository's .proto files
 (python3-grpcio and grpc_python_plugin from Debian; grpc_client=False for a test that only runs
-the command-line tools), makes a test PKI (make_test_pki.sh: a CA, the server certificate, one
+the command-line tools), makes a test PKI (tools/make_test_pki.sh: a CA, the server certificate, one
 client certificate per role), an issuing authority key (tapwire-sign --gen-key) and an audit
 checkpoint key, all in a fresh temporary directory.
 Server starts tapwire-controlplane on 127.0.0.1 port 0 and reads the port it prints.
@@ -90,7 +90,7 @@ class Environment:
         if grpc_client:
             self._generate_stubs()
         self.pki = os.path.join(self.tmp, "pki")
-        subprocess.run(["sh", os.path.join(self.source, "tests", "integration", "make_test_pki.sh"),
+        subprocess.run(["sh", os.path.join(self.source, "tools", "make_test_pki.sh"),
                         self.pki], check=True, capture_output=True)
         self.keys = os.path.join(self.tmp, "authority-keys")
         os.makedirs(self.keys)

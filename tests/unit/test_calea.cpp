@@ -663,6 +663,11 @@ TEST_CASE("plan_cdc without a call: the mapping documented for the plain interfa
     mid.type = IriType::Begin;
     CHECK(plan_of(mid, fresh) ==
           V{CdcMessage::Origination, CdcMessage::Answer, CdcMessage::CCOpen});
+    // Joining at the BYE: the media of the call under way is opened (no SDP) so that its
+    // content's CCCID is known at the LEMF.
+    IriRecord bye = record_of(flow.back());
+    bye.type = IriType::Begin;
+    CHECK(plan_of(bye, fresh) == V{CdcMessage::Origination, CdcMessage::CCOpen});
     CHECK(std::string(to_string(CdcMessage::TerminationAttempt)) == "terminationattempt");
 }
 

@@ -648,6 +648,37 @@ TEST_CASE("spool: the size bound refuses and counts; acknowledging frees whole s
     CHECK(s->append(g.record(m)).status == SpoolStatus::Ok);
 }
 
+TEST_CASE("spool: a limit lowered across a restart does not refuse records for good") {
+    TempDir tmp("spool");
+    SpoolOptions big = small_options(tmp.file("d"));
+    big.segment_bytes = 1 << 20;
+    big.max_total_bytes = 8 << 20;
+    const Gen g{37, 1000, 1000};
+    std::uint64_t n = 0;
+    {
+        auto s = open_ok(big);
+        for (; n < 700; ++n)  // ~700 KB in the one segment
+            REQUIRE(s->append(g.record(n)).status == SpoolStatus::Ok);
+        REQUIRE(drain(*s, g).indices.size() == n);
+        REQUIRE(s->ack(n));
+        REQUIRE(s->flush() == SpoolStatus::Ok);
+        CHECK(s->segment_count() == 1);
+    }
+    // Now at most 256 KiB: the acknowledged 700 KB segment alone is over the limit. It goes
+    // at open, and numbering continues.
+    SpoolOptions small = small_options(tmp.file("d"));
+    small.max_total_bytes = 256 << 10;
+    auto s = open_ok(small);
+    CHECK(s->bytes_used() <= small.max_total_bytes);
+    const SpoolAppend a = s->append(g.record(n));
+    REQUIRE(a.status == SpoolStatus::Ok);
+    CHECK(a.index == n);
+    REQUIRE(s->flush() == SpoolStatus::Ok);
+    const Drained d = drain(*s, g);
+    REQUIRE(d.indices.size() == 1);
+    CHECK(d.indices.front() == n);
+}
+
 namespace {
 
 // A 1 MiB tmpfs for one test, unmounted when it ends.

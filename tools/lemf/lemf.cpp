@@ -833,6 +833,12 @@ struct Collector::Impl {
     mutable std::mutex mu;
     std::map<std::string, LiidState> liids;
     std::uint64_t errors = 0, keepalives = 0;
+    // Interception-to-decoding latencies: every record's up to kLatencySamples, then a
+    // uniform reservoir sample (bounded memory on long runs).
+    static constexpr std::size_t kLatencySamples = 1u << 20;
+    std::vector<std::int64_t> latency_ns;
+    std::uint64_t latency_seen = 0;
+    std::uint64_t reservoir_state = 0x9E3779B97F4A7C15ull;
 
     std::ofstream& open(std::unique_ptr<std::ofstream>& f, const std::string& liid,
                         const char* suffix, bool pcap) {
@@ -882,11 +888,22 @@ void Collector::add(const Record& r) {
     bool duplicate = false;
     if (r.has_sequence) duplicate = !st.seen[{r.cin, r.kind}].insert(r.sequence);
     if (duplicate) ++st.totals.duplicates;
-    const std::int64_t ts = r.has_timestamp
-                                ? r.timestamp_ns
-                                : std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count();
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+    const std::int64_t ts = r.has_timestamp ? r.timestamp_ns : now;
+    if (r.has_timestamp && !duplicate) {
+        Impl& im = *impl_;
+        ++im.latency_seen;
+        if (im.latency_ns.size() < Impl::kLatencySamples) {
+            im.latency_ns.push_back(now - ts);
+        } else {
+            im.reservoir_state =
+                im.reservoir_state * 6364136223846793005ull + 1442695040888963407ull;
+            const std::uint64_t slot = (im.reservoir_state >> 11) % im.latency_seen;
+            if (slot < im.latency_ns.size()) im.latency_ns[slot] = now - ts;
+        }
+    }
     if (r.kind == Kind::Iri) {
         ++st.totals.iri;
         ++st.totals.iri_by_type[r.cdc_message.empty() ? r.iri_type : r.cdc_message];
@@ -1011,7 +1028,32 @@ std::string Collector::summary_text() const {
               << ".." << g.last << '\n';
     }
     o << "errors " << errors() << ", keep-alives " << keepalives() << '\n';
+    if (const Latency l = latency(); l.samples) {
+        char line[160];
+        std::snprintf(line, sizeof line,
+                      "interception to decoding: p50 %.3f ms, p99 %.3f ms, max %.3f ms (%llu "
+                      "records)\n",
+                      l.p50_ms, l.p99_ms, l.max_ms, static_cast<unsigned long long>(l.samples));
+        o << line;
+    }
     return o.str();
+}
+
+Collector::Latency Collector::latency() const {
+    std::vector<std::int64_t> v;
+    {
+        std::lock_guard lock(impl_->mu);
+        v = impl_->latency_ns;
+    }
+    Latency l;
+    l.samples = v.size();
+    if (v.empty()) return l;
+    std::sort(v.begin(), v.end());
+    auto at = [&v](double q) { return double(v[std::size_t(q * double(v.size() - 1))]) / 1e6; };
+    l.p50_ms = at(0.50);
+    l.p99_ms = at(0.99);
+    l.max_ms = double(v.back()) / 1e6;
+    return l;
 }
 
 std::string Collector::summary_json() const {
@@ -1044,8 +1086,13 @@ std::string Collector::summary_json() const {
         }
         o += "]}";
     }
+    const Latency l = latency();
+    char latency[160];
+    std::snprintf(latency, sizeof latency,
+                  ",\"latency_ms\":{\"samples\":%llu,\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
+                  static_cast<unsigned long long>(l.samples), l.p50_ms, l.p99_ms, l.max_ms);
     o += "},\"errors\":" + std::to_string(errors()) +
-         ",\"keepalives\":" + std::to_string(keepalives()) + "}";
+         ",\"keepalives\":" + std::to_string(keepalives()) + latency + "}";
     return o;
 }
 
@@ -1111,7 +1158,11 @@ struct Server::Impl {
         std::vector<Record> recs;
         std::array<std::uint8_t, 65536> buf;
         std::uint64_t counted = 0;
+        // After stop(): what is already buffered is still read, up to this many reads, so a
+        // sender that never pauses cannot keep the receiver from stopping.
+        int reads_after_stop = 64;
         for (;;) {
+            if (stopping && reads_after_stop-- <= 0) break;
             // TLS may hold decrypted bytes already: read before polling then.
             if (!(ssl && SSL_pending(ssl) > 0) && !readable(fd)) {
                 if (stopping) break;

@@ -137,6 +137,14 @@ class Collector {
     std::map<std::string, LiidSummary> summary() const;
     std::uint64_t errors() const;
     std::uint64_t keepalives() const;
+    /// How long records took from interception (their timestamp) to decoding here: the
+    /// appliance's packet-in to LEMF-out latency (sender and receiver share a clock on one
+    /// host). Records without a timestamp (CALEA) are not counted.
+    struct Latency {
+        std::uint64_t samples = 0;
+        double p50_ms = 0, p99_ms = 0, max_ms = 0;
+    };
+    Latency latency() const;
     /// The summary as a table for people.
     std::string summary_text() const;
     /// The summary as one JSON object {"liids": {...}, "errors": n, "keepalives": n}.

@@ -24,7 +24,8 @@ int usage() {
     std::fprintf(stderr,
                  "usage: tapwire-lemf --listen ADDR:PORT --format etsi-102232|etsi-x2x3|calea\n"
                  "                    --out DIR [--tls-cert PEM --tls-key PEM [--client-ca PEM]]\n"
-                 "                    [--duration SECONDS] [--summary-json FILE]\n");
+                 "                    [--duration SECONDS] [--summary-json FILE]\n"
+                 "                    [--progress SECONDS]  (a running total line every N s)\n");
     return 2;
 }
 
@@ -35,7 +36,7 @@ int main(int argc, char** argv) {
     ServerOptions opt;
     opt.listen.clear();
     std::string out_dir, summary_json, format_text;
-    double duration = 0;
+    double duration = 0, progress = 0;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
         auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -58,6 +59,8 @@ int main(int argc, char** argv) {
             duration = std::atof(v);
         else if (a == "--summary-json")
             summary_json = v;
+        else if (a == "--progress")
+            progress = std::atof(v);
         else
             return usage();
     }
@@ -84,8 +87,30 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     const auto until = std::chrono::steady_clock::now() +
                        std::chrono::milliseconds(static_cast<long long>(duration * 1000));
-    while (!g_stop && (duration <= 0 || std::chrono::steady_clock::now() < until))
+    auto next_progress = std::chrono::steady_clock::now();
+    while (!g_stop && (duration <= 0 || std::chrono::steady_clock::now() < until)) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (progress <= 0 || std::chrono::steady_clock::now() < next_progress) continue;
+        next_progress += std::chrono::milliseconds(static_cast<long long>(progress * 1000));
+        // A running total for people watching (the demo): what arrived and decoded so far.
+        std::uint64_t calls = 0, iri = 0, cc = 0, missing = 0, duplicates = 0;
+        const auto summary = collector.summary();
+        for (const auto& [liid, s] : summary) {
+            calls += s.calls;
+            iri += s.iri;
+            cc += s.cc_packets;
+            missing += s.missing;
+            duplicates += s.duplicates;
+        }
+        std::printf(
+            "tapwire-lemf: %zu LIIDs, %llu calls, %llu IRI, %llu CC, %llu missing, "
+            "%llu possible duplicates, %llu decode errors\n",
+            summary.size(), static_cast<unsigned long long>(calls),
+            static_cast<unsigned long long>(iri), static_cast<unsigned long long>(cc),
+            static_cast<unsigned long long>(missing), static_cast<unsigned long long>(duplicates),
+            static_cast<unsigned long long>(collector.errors()));
+        std::fflush(stdout);
+    }
     server.stop();
     collector.flush();
     std::printf("%s", collector.summary_text().c_str());

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Makes a throwaway PKI for the control-plane tests with the openssl CLI, into DIR:
+# Makes a throwaway PKI for the control-plane tests and the demo with the openssl CLI, into DIR:
 #   ca.pem ca.key                 the test CA (clients and server chain to it)
 #   server.pem server.key         CN=localhost, SAN DNS:localhost, IP:127.0.0.1
 #   provisioner.pem/.key          CN=test-provisioner

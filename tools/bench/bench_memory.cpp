@@ -1,0 +1,4 @@
+// tapwire-bench-memory: arrives in the next commit.
+int main() {
+    return 0;
+}

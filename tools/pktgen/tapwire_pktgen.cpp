@@ -1,0 +1,4 @@
+// tapwire-pktgen: arrives in the next commit.
+int main() {
+    return 0;
+}
