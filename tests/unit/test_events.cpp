@@ -427,7 +427,7 @@ struct ServerFixture {
             REQUIRE_FALSE(source_dir().empty());
             pki = dir.file("pki");
             const std::string cmd = "sh '" + source_dir() +
-                                    "/tests/integration/make_test_pki.sh' '" + pki +
+                                    "/tools/make_test_pki.sh' '" + pki +
                                     "' >/dev/null 2>&1";
             REQUIRE(std::system(cmd.c_str()) == 0);
             grpc::SslServerCredentialsOptions ssl(
