@@ -762,6 +762,22 @@ SipMethod parse_method(std::string_view t) noexcept {
     }
 }
 
+bool is_call_method(SipMethod m) noexcept {
+    switch (m) {
+        case SipMethod::Invite:
+        case SipMethod::Ack:
+        case SipMethod::Bye:
+        case SipMethod::Cancel:
+        case SipMethod::Prack:
+        case SipMethod::Update:
+        case SipMethod::Info:
+        case SipMethod::Refer:
+            return true;
+        default:
+            return false;
+    }
+}
+
 bool SipMessage::has_sdp_body() const noexcept {
     return !body.empty() && ieq(content_type, "application/sdp");
 }

@@ -66,6 +66,10 @@ enum class SipMethod : std::uint8_t {
 const char* to_string(SipMethod m) noexcept;
 /// Case-sensitive per RFC 3261 section 7.1 (methods are case-sensitive tokens).
 SipMethod parse_method(std::string_view token) noexcept;
+/// Whether requests of this method belong to a call (an INVITE dialog and its transactions:
+/// INVITE, ACK, BYE, CANCEL, PRACK, UPDATE, INFO, REFER), as opposed to REGISTER, MESSAGE,
+/// OPTIONS, SUBSCRIBE/NOTIFY, PUBLISH and unknown methods.
+bool is_call_method(SipMethod m) noexcept;
 
 /// A name-addr or addr-spec header value (From, To, Contact, P-Asserted-Identity, ...):
 /// `"Alice" <sip:alice@example.com>;tag=1928301774`.

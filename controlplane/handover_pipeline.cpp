@@ -76,22 +76,6 @@ handover::Endpoint endpoint(const std::uint8_t* address, std::uint8_t family, st
     return {family == 6 ? IpAddress::v6(address) : IpAddress::v4(address), port};
 }
 
-bool call_method(SipMethod m) noexcept {
-    switch (m) {
-        case SipMethod::Invite:
-        case SipMethod::Ack:
-        case SipMethod::Bye:
-        case SipMethod::Cancel:
-        case SipMethod::Prack:
-        case SipMethod::Update:
-        case SipMethod::Info:
-        case SipMethod::Refer:
-            return true;
-        default:
-            return false;
-    }
-}
-
 }  // namespace
 
 IriType classify_iri(std::string_view text, bool call_ending_flag, IriState& state) noexcept {
@@ -100,7 +84,7 @@ IriType classify_iri(std::string_view text, bool call_ending_flag, IriState& sta
     // What a message that cannot be parsed (a truncated copy) is: the call's next record.
     const SipMethod method = parsed ? msg.cseq_method : SipMethod::Invite;
     const bool message_transaction = method == SipMethod::Message;
-    if (state.ended || (!call_method(method) && !message_transaction)) return IriType::Report;
+    if (state.ended || (!is_call_method(method) && !message_transaction)) return IriType::Report;
     const bool final_response = parsed && !msg.is_request && msg.status_code >= 200;
     bool ends = false;
     if (message_transaction) {

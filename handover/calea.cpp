@@ -198,22 +198,6 @@ struct Prepared final : PreparedWarrant {
     int fraction_digits = 3;
 };
 
-bool call_method(SipMethod m) noexcept {
-    switch (m) {
-        case SipMethod::Invite:
-        case SipMethod::Ack:
-        case SipMethod::Bye:
-        case SipMethod::Cancel:
-        case SipMethod::Prack:
-        case SipMethod::Info:
-        case SipMethod::Refer:
-        case SipMethod::Update:
-            return true;
-        default:
-            return false;
-    }
-}
-
 /// The state a record is planned against: a Begin starts the call afresh.
 CaleaCall effective_state(IriType type, const CaleaCall* call) noexcept {
     CaleaCall s = call ? *call : CaleaCall{};
@@ -258,7 +242,7 @@ void plan_continue(CdcPlan& plan, const SipMessage& m, const CaleaCall& s) noexc
 
 CdcPlan plan_for(IriType type, const SipMessage* m, const CaleaCall& s) noexcept {
     CdcPlan plan;
-    const bool invite_dialog = m && call_method(m->is_request ? m->method : m->cseq_method);
+    const bool invite_dialog = m && is_call_method(m->is_request ? m->method : m->cseq_method);
     switch (type) {
         case IriType::Begin:
             if (m && !invite_dialog) {

@@ -72,9 +72,7 @@ if not harness.hugepages_available():
     harness.skip("no hugepages: the control plane attaches as a DPDK secondary")
 env = harness.Environment(sys.argv[1], sys.argv[2], prefix="tapwire-e2e-")
 
-import grpc  # noqa: E402
 from tapwire.v1 import controlplane_pb2 as pb  # noqa: E402
-from tapwire.v1 import controlplane_pb2_grpc as pb_grpc  # noqa: E402
 from tapwire.v1 import identity_pb2 as idpb  # noqa: E402
 
 BUILD = env.build
@@ -232,82 +230,33 @@ class Lemf(harness.Process):
         return out
 
 
-class Events:
-    """Collects Appliance.WatchEvents of one control-plane run in a thread."""
-
-    def __init__(self, port):
-        self.events = []
-        self.lock = threading.Lock()
-        ch = env.channel(port, "operator")
-        self.call = pb_grpc.ApplianceStub(ch).WatchEvents(pb.WatchEventsRequest())
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            for e in self.call:
-                with self.lock:
-                    self.events.append(e)
-        except grpc.RpcError:
-            pass
-
-    def mark(self):
-        with self.lock:
-            return len(self.events)
-
-    def find(self, kind, dest=None, since=0):
-        with self.lock:
-            return [e for e in self.events[since:] if e.kind == kind and
-                    (dest is None or e.destination_id == dest)]
-
-    def wait(self, kind, dest=None, since=0, timeout=15):
-        return wait_for(lambda: self.find(kind, dest, since), timeout,
-                        f"event {pb.EventKind.Name(kind)} {dest or ''}")[0]
-
-    def close(self):
-        self.call.cancel()
-
-
 # 1 MiB spool segments throughout (the default limit, 4 GiB), so that the full-spool check can
 # restart with a 2 MiB limit; t_spool_limit_lowered shows why it must (a bug).
 SEGMENT_1MB = ("--spool-segment-mb", "1")
 SMALL_SPOOL = ("--spool-max-mb", "2", "--spool-segment-mb", "1")
 
 
-class Appliance:
+class Appliance(harness.ApplianceClient):
     def __init__(self):
+        super().__init__(env)
         self.server = None
-        self.events = None
 
     def start(self, extra=SEGMENT_1MB):
         self.server = harness.Server(env, ["--dataplane-prefix", PREFIX,
                                            "--network-element-id", "tw-e2e",
                                            "--delivery-country", "DE", *extra])
         self.server.start()
-        port = self.server.port
-        ch = env.channel(port, "provisioner")
-        self.warrants = pb_grpc.WarrantsStub(ch)
-        self.destinations = pb_grpc.DestinationsStub(ch)
-        self.appliance = pb_grpc.ApplianceStub(env.channel(port, "operator"))
-        self.events = Events(port)
+        self.connect(self.server.port)
 
     def stop(self):
-        if self.events:
-            self.events.close()
+        self.disconnect()
         return self.server.stop() if self.server else None
-
-    def status(self):
-        return self.appliance.GetStatus(pb.GetStatusRequest(), timeout=10)
 
     def dest(self, f, s=None):
         s = s or self.status()
         d = [d for d in s.destinations if d.id == dest_id(f)]
         expect(len(d) == 1, f"destination {dest_id(f)} not in status")
         return d[0]
-
-    def wait_attached(self, timeout=30):
-        return wait_for(lambda: (s := self.status()).dataplane_attached and s, timeout,
-                        "the control plane to attach to the dataplane")
 
 
 dataplane = Dataplane()

@@ -299,3 +299,76 @@ class Checks:
             print(f"NOTE {note}")
         print(f"{self.passed} passed, {self.failed} failed")
         sys.exit(1 if self.failed else 0)
+
+
+class EventLog:
+    """Collects Appliance.WatchEvents of one control-plane run in a thread. `key` in find and
+    wait matches an event's XID or destination id; `since` is a mark() taken earlier."""
+
+    def __init__(self, env, port):
+        import threading
+
+        import grpc
+        from tapwire.v1 import controlplane_pb2 as pb
+        from tapwire.v1 import controlplane_pb2_grpc as pb_grpc
+        self._pb = pb
+        self._rpc_error = grpc.RpcError
+        self.events = []
+        self.lock = threading.Lock()
+        ch = env.channel(port, "operator")
+        self.call = pb_grpc.ApplianceStub(ch).WatchEvents(pb.WatchEventsRequest())
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            for e in self.call:
+                with self.lock:
+                    self.events.append(e)
+        except self._rpc_error:
+            pass
+
+    def mark(self):
+        with self.lock:
+            return len(self.events)
+
+    def find(self, kind, key=None, since=0):
+        with self.lock:
+            return [e for e in self.events[since:] if e.kind == kind and
+                    (key is None or key in (e.xid, e.destination_id))]
+
+    def wait(self, kind, key=None, since=0, timeout=10):
+        return wait_for(lambda: self.find(kind, key, since), timeout,
+                        f"event {self._pb.EventKind.Name(kind)} {key or ''}")[0]
+
+    def close(self):
+        self.call.cancel()
+
+
+class ApplianceClient:
+    """The provisioner's and the operator's stubs on one control-plane run, and its events;
+    connect() again after the control plane restarted."""
+
+    def __init__(self, env):
+        self.env = env
+        self.events = None
+
+    def connect(self, port):
+        from tapwire.v1 import controlplane_pb2_grpc as pb_grpc
+        ch = self.env.channel(port, "provisioner")
+        self.warrants = pb_grpc.WarrantsStub(ch)
+        self.destinations = pb_grpc.DestinationsStub(ch)
+        self.appliance = pb_grpc.ApplianceStub(self.env.channel(port, "operator"))
+        self.events = EventLog(self.env, port)
+
+    def disconnect(self):
+        if self.events:
+            self.events.close()
+
+    def status(self):
+        from tapwire.v1 import controlplane_pb2 as pb
+        return self.appliance.GetStatus(pb.GetStatusRequest(), timeout=10)
+
+    def wait_attached(self, timeout=30):
+        return wait_for(lambda: (s := self.status()).dataplane_attached and s, timeout,
+                        "the control plane to attach to the dataplane")

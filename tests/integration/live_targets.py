@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -33,9 +32,7 @@ if not harness.hugepages_available():
     harness.skip("no hugepages: the control plane attaches as a DPDK secondary")
 env = harness.Environment(sys.argv[1], sys.argv[2], prefix="tapwire-live-")
 
-import grpc  # noqa: E402
 from tapwire.v1 import controlplane_pb2 as pb  # noqa: E402
-from tapwire.v1 import controlplane_pb2_grpc as pb_grpc  # noqa: E402
 from tapwire.v1 import identity_pb2 as idpb  # noqa: E402
 
 BUILD = env.build
@@ -68,63 +65,17 @@ class Dataplane(harness.Process):
 
 
 
-class Events:
-    """Collects Appliance.WatchEvents of one control-plane run in a thread."""
-
-    def __init__(self, port):
-        self.events = []
-        self.lock = threading.Lock()
-        ch = env.channel(port, "operator")
-        self.call = pb_grpc.ApplianceStub(ch).WatchEvents(pb.WatchEventsRequest())
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            for e in self.call:
-                with self.lock:
-                    self.events.append(e)
-        except grpc.RpcError:
-            pass
-
-    def find(self, kind, xid=None):
-        with self.lock:
-            return [e for e in self.events if e.kind == kind and (xid is None or e.xid == xid)]
-
-    def wait(self, kind, xid=None, timeout=10):
-        return wait_for(lambda: self.find(kind, xid), timeout,
-                        f"event {pb.EventKind.Name(kind)} {xid or ''}")[0]
-
-    def close(self):
-        self.call.cancel()
-
-
-class Appliance:
+class Appliance(harness.ApplianceClient):
     def __init__(self):
+        super().__init__(env)
         self.server = harness.Server(env, ["--dataplane-prefix", PREFIX])
-        self.events = None
 
     def start(self):
         self.server.start()
-        self.connect()
-
-    def connect(self):
-        port = self.server.port
-        ch = env.channel(port, "provisioner")
-        self.warrants = pb_grpc.WarrantsStub(ch)
-        self.destinations = pb_grpc.DestinationsStub(ch)
-        self.appliance = pb_grpc.ApplianceStub(env.channel(port, "operator"))
-        self.events = Events(port)
-
-    def status(self):
-        return self.appliance.GetStatus(pb.GetStatusRequest(), timeout=10)
+        self.connect(self.server.port)
 
     def get(self, xid):
         return self.warrants.Get(pb.GetWarrantRequest(xid=xid), timeout=10)
-
-    def wait_attached(self, timeout=30):
-        return wait_for(lambda: (s := self.status()).dataplane_attached and s, timeout,
-                        "the control plane to attach to the dataplane")
 
 
 dataplane = Dataplane()
@@ -235,7 +186,7 @@ def t_dataplane_killed():
     dataplane.kill9()
     # The control plane notices, re-executes itself and waits for a dataplane.
     app.server.port = app.server.read_port(timeout=30)
-    app.connect()
+    app.connect(app.server.port)
     s = wait_for(lambda: (st := app.status()) and not st.dataplane_attached and st, 10,
                  "the re-executed control plane to wait for the dataplane")
     expect("waiting for the dataplane" in s.dataplane_detail, s.dataplane_detail)
