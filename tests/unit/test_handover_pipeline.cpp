@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -474,11 +476,43 @@ TEST_CASE("A clean restart resumes the call: same CIN, sequences continue; a cra
     CHECK(p->counter(HandoverCounter::calls_resumed) == (same_dataplane ? 1u : 0u));
 }
 
-TEST_CASE("A full spool refuses, counts and alarms; the LEMF sees exactly that many missing",
-          "[handover_pipeline]") {
+namespace {
+
+// A small tmpfs mounted for one test (root only), unmounted when it ends: a full disk.
+struct TinyDisk {
+    bool mounted = false;
+    std::string path;
+    explicit TinyDisk(std::string where) : path(std::move(where)) {
+        std::filesystem::create_directories(path);
+        mounted = ::mount("tmpfs", path.c_str(), "tmpfs", 0, "size=1m,mode=0700") == 0;
+    }
+    ~TinyDisk() {
+        if (mounted) ::umount2(path.c_str(), MNT_DETACH);
+    }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "A full spool or a full disk refuses, counts and alarms; the LEMF sees exactly that "
+    "many missing",
+    "[handover_pipeline]") {
     Appliance app;
     app.options.spool.segment_bytes = 256u << 10;  // room for one largest record (128 KiB)
-    app.options.spool.max_total_bytes = 512u << 10;
+    const bool disk = GENERATE(false, true);
+    std::unique_ptr<TinyDisk> tiny;
+    if (disk) {
+        // The limit is far above the disk: the 1 MiB filesystem fills first (ENOSPC).
+        app.options.spool.max_total_bytes = 64u << 20;
+        tiny = std::make_unique<TinyDisk>(app.options.spool_root + "/etsi");
+        if (!tiny->mounted) {
+            WARN("cannot mount a tmpfs (not root?): the full-disk case is skipped");
+            return;
+        }
+    } else {
+        app.options.spool.max_total_bytes = 512u << 10;
+    }
+    INFO((disk ? "full disk" : "spool limit"));
     // A port with no LEMF yet: bind one to learn a free port, then close it.
     std::uint16_t port = 0;
     { port = Lemf(lemf::Format::Etsi102232).port(); }
@@ -512,7 +546,7 @@ TEST_CASE("A full spool refuses, counts and alarms; the LEMF sees exactly that m
         v1::ApplianceStatus status;
         p->fill_status(status);
         return status.destinations(0).records_pending() == 0 &&
-               status.destinations(0).spool_bytes() < app.options.spool.max_total_bytes / 2;
+               status.destinations(0).spool_bytes() <= app.options.spool.segment_bytes;
     };
     for (int i = 0; i < 3000 && !drained(); ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
