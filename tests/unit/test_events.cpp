@@ -426,9 +426,8 @@ struct ServerFixture {
         if (tls) {
             REQUIRE_FALSE(source_dir().empty());
             pki = dir.file("pki");
-            const std::string cmd = "sh '" + source_dir() +
-                                    "/tools/make_test_pki.sh' '" + pki +
-                                    "' >/dev/null 2>&1";
+            const std::string cmd =
+                "sh '" + source_dir() + "/tools/make_test_pki.sh' '" + pki + "' >/dev/null 2>&1";
             REQUIRE(std::system(cmd.c_str()) == 0);
             grpc::SslServerCredentialsOptions ssl(
                 GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
