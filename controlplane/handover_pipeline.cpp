@@ -81,15 +81,21 @@ handover::Endpoint endpoint(const std::uint8_t* address, std::uint8_t family, st
 IriType classify_iri(std::string_view text, bool call_ending_flag, IriState& state) noexcept {
     SipMessage msg;
     const bool parsed = parse_sip(text, msg) == SipError::Ok;
+    return classify_iri(parsed ? &msg : nullptr, call_ending_flag, state);
+}
+
+IriType classify_iri(const SipMessage* parsed_message, bool call_ending_flag,
+                     IriState& state) noexcept {
+    const SipMessage* m = parsed_message;
     // What a message that cannot be parsed (a truncated copy) is: the call's next record.
-    const SipMethod method = parsed ? msg.cseq_method : SipMethod::Invite;
+    const SipMethod method = m ? m->cseq_method : SipMethod::Invite;
     const bool message_transaction = method == SipMethod::Message;
     if (state.ended || (!is_call_method(method) && !message_transaction)) return IriType::Report;
-    const bool final_response = parsed && !msg.is_request && msg.status_code >= 200;
+    const bool final_response = m && !m->is_request && m->status_code >= 200;
     bool ends = false;
     if (message_transaction) {
         ends = final_response;
-    } else if (parsed && !msg.is_request) {
+    } else if (m && !m->is_request) {
         // BYE or CANCEL completed, or the INVITE failed (the dataplane flags final failures).
         ends = (final_response && (method == SipMethod::Bye || method == SipMethod::Cancel)) ||
                (method == SipMethod::Invite && call_ending_flag);
@@ -517,6 +523,25 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
     }
     const auto ts = std::int64_t(meta.timestamp_ns);
 
+    // The SIP message, parsed once for every warrant's IRI type.
+    SipMessage msg;
+    const SipMessage* parsed = nullptr;
+    if (sip) {
+        const std::string_view text(reinterpret_cast<const char*>(iri.sip_message.data()),
+                                    iri.sip_message.size());
+        if (parse_sip(text, msg) == SipError::Ok) parsed = &msg;
+        // A new INVITE outside any dialog (To without a tag) on a Call-ID whose call ended:
+        // a new communication, e.g. the retry after a redirection (RFC 3261 8.1.3.4 keeps
+        // the Call-ID). It gets a new CIN and begins again; its records must not be REPORTs
+        // of the ended call.
+        if (parsed && meta.correlation_id != 0 && call->ended && msg.is_request &&
+            msg.method == SipMethod::Invite && msg.to.tag.empty()) {
+            Call fresh;
+            if (!next_cin(fresh.cin)) return;
+            *call = std::move(fresh);
+        }
+    }
+
     std::lock_guard lock(mutex_);
     for (const std::uint32_t id : warrants) {
         auto wit = warrants_.find(id);
@@ -539,14 +564,15 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
         handover::CaleaCall calea_after = s.calea;
         if (sip) {
             const bool fresh = !s.iri.begun;
-            const std::string_view text(reinterpret_cast<const char*>(iri.sip_message.data()),
-                                        iri.sip_message.size());
-            iri.type = classify_iri(text, meta.flags & shm::kHitCallEnding, s.iri);
+            iri.type = classify_iri(parsed, meta.flags & shm::kHitCallEnding, s.iri);
             if (iri.type == IriType::End) c->ended = true;
             if (fresh) {
                 // Which party the target is, for CALEA: a request from the target (or a
                 // response to it) means the target placed the call.
-                const bool response = text.starts_with("SIP/");
+                const bool response = parsed
+                                          ? !parsed->is_request
+                                          : iri.sip_message.size() > 4 &&
+                                                std::memcmp(iri.sip_message.data(), "SIP/", 4) == 0;
                 s.calea.target_is_caller = response
                                                ? meta.direction != shm::HitDirection::FromTarget
                                                : meta.direction != shm::HitDirection::ToTarget;

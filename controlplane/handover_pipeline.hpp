@@ -51,6 +51,7 @@
 
 #include "common/bytes.hpp"
 #include "common/shm_contract.hpp"
+#include "common/sip.hpp"
 #include "common/x_list.hpp"
 #include "controlplane/store.hpp"
 #include "handover/calea.hpp"
@@ -110,6 +111,9 @@ struct IriState {
     bool begun = false;
     bool ended = false;
 };
+handover::IriType classify_iri(const SipMessage* parsed_message, bool call_ending_flag,
+                               IriState& state) noexcept;
+/// The same over the raw message (parsed here; unparsable: the call's next record).
 handover::IriType classify_iri(std::string_view sip_message, bool call_ending_flag,
                                IriState& state) noexcept;
 

@@ -252,16 +252,16 @@ int run(int argc, char** argv) {
         fail(error);
     }
 
-    Clock clock = Clock::calibrate();
+    Clock clock;
     state->contract_version = shm::kContractVersion;
     state->worker_count = workers;
     state->hit_ring_size = config.mirror().ring_size();
-    state->started_ns = clock.ns_at_start;
-    state->tsc_hz = clock.tsc_hz;
-    state->tsc_at_start = clock.tsc_at_start;
-    state->boot_id =
-        (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}() ^ clock.tsc_at_start;
-    state->heartbeat_ns = clock.ns_at_start;
+    state->started_ns = clock.ns_at_start();
+    state->tsc_hz = clock.tsc_hz();
+    state->tsc_at_start = clock.tsc_at_start();
+    state->boot_id = (std::uint64_t(std::random_device{}()) << 32) ^ std::random_device{}() ^
+                     clock.tsc_at_start();
+    state->heartbeat_ns = clock.ns_at_start();
     // Last, with release: a control plane that sees the magic sees the fields above.
     std::atomic_ref<std::uint32_t>(state->magic).store(shm::kStateMagic, std::memory_order_release);
 
@@ -292,7 +292,7 @@ int run(int argc, char** argv) {
         s.fragments.hash_seed ^= rte_rdtsc() + w;
         s.tcp.streams = config.tables().tcp_streams();
         s.tcp.hash_seed ^= rte_rdtsc() * 31 + w;
-        s.clock = clock;
+        s.clock = &clock;
         worker_objs.push_back(std::make_unique<Worker>(s));
         launches[w] = {worker_objs.back().get(), &g_stop};
     }
@@ -320,6 +320,7 @@ int run(int argc, char** argv) {
     std::uint64_t last_rx = 0;
     while (!g_stop.load()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        clock.recalibrate();  // about once a second (see Clock)
         std::uint64_t now_ns = clock.ns(rte_rdtsc());
         tables->sweep(now_ns, 4096);
         updater.poll(command_ring);

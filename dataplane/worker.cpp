@@ -4,6 +4,9 @@
 #include <rte_ethdev.h>
 #include <rte_prefetch.h>
 
+#include <time.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -16,19 +19,74 @@ using shm::HitDirection;
 using shm::HitKind;
 using shm::WorkerCounter;
 
-Clock Clock::calibrate() {
-    Clock c;
-    c.tsc_hz = rte_get_tsc_hz();
-    c.tsc_at_start = rte_rdtsc();
-    c.ns_at_start =
-        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count());
-    return c;
+namespace {
+
+std::uint64_t realtime_ns() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    return std::uint64_t(ts.tv_sec) * 1'000'000'000ull + std::uint64_t(ts.tv_nsec);
+}
+
+}  // namespace
+
+Clock::Clock(std::uint64_t tsc_hz) {
+    tsc_at_start_ = last_tsc_ = rte_rdtsc();
+    ns_at_start_ = last_real_ns_ = realtime_ns();
+    publish(tsc_at_start_, ns_at_start_,
+            std::max<std::uint64_t>(tsc_hz ? tsc_hz : rte_get_tsc_hz(), 1));
+}
+
+void Clock::publish(std::uint64_t tsc, std::uint64_t ns, std::uint64_t hz) noexcept {
+    const std::uint64_t s = seq_.load(std::memory_order_relaxed);
+    seq_.store(s + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    tsc_.store(tsc, std::memory_order_relaxed);
+    ns_.store(ns, std::memory_order_relaxed);
+    hz_.store(hz, std::memory_order_relaxed);
+    seq_.store(s + 2, std::memory_order_release);
+}
+
+std::uint64_t Clock::ns(std::uint64_t tsc) const noexcept {
+    std::uint64_t base_tsc, base_ns, hz, s1;
+    do {
+        s1 = seq_.load(std::memory_order_acquire);
+        base_tsc = tsc_.load(std::memory_order_relaxed);
+        base_ns = ns_.load(std::memory_order_relaxed);
+        hz = hz_.load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_acquire);
+    } while ((s1 & 1) != 0 || seq_.load(std::memory_order_relaxed) != s1);
+    // A TSC read on another core just before the anchor's may be a little behind it.
+    if (tsc < base_tsc) return base_ns - (base_tsc - tsc) * 1'000'000'000ull / hz;
+    const std::uint64_t d = tsc - base_tsc;
+    return base_ns + d / hz * 1'000'000'000ull + d % hz * 1'000'000'000ull / hz;
+}
+
+void Clock::recalibrate(std::uint64_t min_interval_ns) noexcept {
+    const std::uint64_t tsc = rte_rdtsc();
+    const std::uint64_t real = realtime_ns();
+    if (real < last_real_ns_ + min_interval_ns || tsc <= last_tsc_) {
+        if (real < last_real_ns_) last_real_ns_ = real, last_tsc_ = tsc;  // the clock was set back
+        return;
+    }
+    // The rate over the interval; a wild figure (the wall clock stepped) keeps the old one.
+    const auto measured =
+        static_cast<std::uint64_t>(static_cast<long double>(tsc - last_tsc_) * 1e9L /
+                                   static_cast<long double>(real - last_real_ns_));
+    std::uint64_t hz = hz_.load(std::memory_order_relaxed);
+    if (measured > hz - hz / 100 && measured < hz + hz / 100) hz = measured;
+    last_tsc_ = tsc;
+    last_real_ns_ = real;
+    publish(tsc, real, hz);
+}
+
+const Clock& default_clock() {
+    static const Clock clock;
+    return clock;
 }
 
 Worker::Worker(const WorkerSetup& setup)
     : setup_(setup),
+      clock_(setup.clock ? *setup.clock : default_clock()),
       counters_(setup.counters),
       sip_ports_(setup.sip_ports),
       fragments_(setup.fragments),
@@ -483,7 +541,9 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
         for (const RxQueue& q : setup_.queues) {
             std::uint16_t n = rte_eth_rx_burst(q.port, q.queue, burst.data(), burst_size);
             if (n == 0) continue;
-            process(burst.data(), n, setup_.clock.ns(rte_rdtsc()));
+            // Monotonic per worker: a re-anchor may set the shared clock back a little.
+            now_ns_ = std::max(now_ns_, clock_.ns(rte_rdtsc()));
+            process(burst.data(), n, now_ns_);
             if (setup_.inline_mode) {
                 // Forward unchanged; a peer that cannot take the packets costs them, never
                 // the interception and never a wait.
@@ -500,7 +560,7 @@ void Worker::run(const std::atomic<bool>& stop) noexcept {
         }
         setup_.qs->quiescent(thread);
         if ((++iterations & 0x3ff) == 0) {
-            std::uint64_t now = setup_.clock.ns(rte_rdtsc());
+            const std::uint64_t now = std::max(now_ns_, clock_.ns(rte_rdtsc()));
             fragments_.expire(now);
             count_fragment_losses();
             tcp_.expire(now);

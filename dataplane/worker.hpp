@@ -32,18 +32,42 @@
 
 namespace tapwire::dataplane {
 
-/// Wall-clock nanoseconds from the TSC, calibrated once at start-up (no syscall per burst).
-struct Clock {
-    std::uint64_t tsc_at_start = 0;
-    std::uint64_t ns_at_start = 0;
-    std::uint64_t tsc_hz = 1;
+/// Wall-clock nanoseconds from the TSC, without a syscall per burst. DPDK measures the TSC
+/// rate once at start-up, and that figure can be off by a few hundred ppm (0.15% was seen on
+/// a VM: 5 s an hour, so records would carry wrong interception times and hits would fall
+/// outside warrant windows), so the main lcore re-anchors the clock against CLOCK_REALTIME
+/// about once a second (recalibrate), with the TSC rate measured over the last interval.
+/// Workers read the anchor under a seqlock: no lock, no syscall, a few ns per burst. A
+/// re-anchor may move the clock back by the error of one interval; workers keep their own
+/// time monotonic (Worker::run).
+class Clock {
+  public:
+    /// Anchored now, at DPDK's TSC rate (after rte_eal_init), or at `tsc_hz` (tests).
+    explicit Clock(std::uint64_t tsc_hz = 0);
+    Clock(const Clock&) = delete;
+    Clock& operator=(const Clock&) = delete;
 
-    std::uint64_t ns(std::uint64_t tsc) const noexcept {
-        std::uint64_t d = tsc - tsc_at_start;
-        return ns_at_start + d / tsc_hz * 1'000'000'000ull + d % tsc_hz * 1'000'000'000ull / tsc_hz;
-    }
-    static Clock calibrate();
+    /// Any thread.
+    std::uint64_t ns(std::uint64_t tsc) const noexcept;
+    std::uint64_t ns_at_start() const noexcept { return ns_at_start_; }
+    std::uint64_t tsc_at_start() const noexcept { return tsc_at_start_; }
+    std::uint64_t tsc_hz() const noexcept { return hz_.load(std::memory_order_relaxed); }
+
+    /// One writer (the main lcore): re-anchors at now, measuring the TSC rate since the last
+    /// call when that was at least `min_interval_ns` ago.
+    void recalibrate(std::uint64_t min_interval_ns = 500'000'000) noexcept;
+
+  private:
+    void publish(std::uint64_t tsc, std::uint64_t ns, std::uint64_t hz) noexcept;
+
+    std::atomic<std::uint64_t> seq_{0};  // odd while the anchor is being written
+    std::atomic<std::uint64_t> tsc_{0}, ns_{0}, hz_{1};
+    std::uint64_t tsc_at_start_ = 0, ns_at_start_ = 0;
+    std::uint64_t last_tsc_ = 0, last_real_ns_ = 0;  // writer only: the previous anchor
 };
+
+/// A process-wide clock for workers whose setup names none (tests, benchmarks).
+const Clock& default_clock();
 
 /// What a worker needs; everything is created before the worker starts.
 struct WorkerSetup {
@@ -62,7 +86,7 @@ struct WorkerSetup {
     const Published<TargetSet>* targets = nullptr;
     FragmentConfig fragments;
     TcpStreamConfig tcp;
-    Clock clock;
+    const Clock* clock = nullptr;  // default_clock() when null
 };
 
 class Worker {
@@ -110,6 +134,8 @@ class Worker {
                    std::span<const WarrantId> warrants, std::uint64_t now) noexcept;
 
     WorkerSetup setup_;
+    const Clock& clock_;
+    std::uint64_t now_ns_ = 0;  // this worker's latest time: never goes back
     shm::WorkerCounters* counters_;
     const std::bitset<65536>* sip_ports_;
     const TargetSet* targets_ = nullptr;  // the snapshot for the current burst

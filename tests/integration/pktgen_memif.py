@@ -94,23 +94,43 @@ class Dataplane(harness.Process):
                 os.unlink(os.path.join("/dev/hugepages", f))
 
 
+HOLDING = []  # pktgens that keep their memif link until their dataplane has stopped
+
+
 def pktgen(dataplane, name, args, timeout=60):
-    """Runs the pktgen as a memif client of dataplane; returns its summary."""
+    """Runs the pktgen as a memif client of dataplane; returns its summary. It holds the link
+    open afterwards (--hold) until settled() has seen the dataplane stop: DPDK 22.11's memif
+    driver can crash a peer that polls while the other side disconnects."""
     # 4 KiB pages: the memif regions are memfd-backed, the pktgen needs no hugepages.
     eal = ["-l", "0", "--no-pci", "--no-huge", "-m", "256", f"--file-prefix=tw_pg_gen_{PID}_{name}",
            "--log-level=lib.eal:warning",
            f"--vdev=net_memif0,role=client,socket={dataplane.sock},socket-abstract=no"]
     # --retry: a dataplane worker descheduled on this shared VM must not make the test flaky;
     # what the port took is what is compared.
-    try:
-        r = subprocess.run([PKTGEN, *eal, "--", "--quiet", "--retry", *args],
-                           capture_output=True, text=True, timeout=timeout)
-    finally:
-        shutil.rmtree(f"/var/run/dpdk/tw_pg_gen_{PID}_{name}", ignore_errors=True)
-    expect(r.returncode == 0, f"pktgen rc={r.returncode}:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
-    s = summary(r.stdout)
-    expect(s.get("tx_failed") == 0, f"the port refused packets: {r.stdout[-1500:]}")
+    out_path = os.path.join(TMP, f"pktgen-{name}.out")
+    out = open(out_path, "wb")
+    proc = subprocess.Popen([PKTGEN, *eal, "--", "--quiet", "--retry", "--hold", *args],
+                            stdout=out, stderr=subprocess.STDOUT)
+    HOLDING.append((proc, f"tw_pg_gen_{PID}_{name}"))
+    text = lambda: harness.read(out_path).decode(errors="replace")  # noqa: E731
+    wait_for(lambda: "holding the port open" in text() or proc.poll() is not None, timeout,
+             "the pktgen to finish sending")
+    expect(proc.poll() is None, f"pktgen rc={proc.returncode}:\n{text()[-2000:]}")
+    s = summary(text())
+    expect(s.get("tx_failed") == 0, f"the port refused packets: {text()[-1500:]}")
     return s
+
+
+def release_pktgens():
+    while HOLDING:
+        proc, prefix = HOLDING.pop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
 
 
 def settled(dataplane, packets):
@@ -123,7 +143,11 @@ def settled(dataplane, packets):
                         f"rx_packets == {packets} over telemetry")
     except AssertionError as e:
         checks.note(f"{e}; last reply {dataplane.last_reply[-200:]!r}")
-    expect(dataplane.proc.wait(timeout=20) == 0, f"dataplane failed:\n{dataplane.log()[-2000:]}")
+    try:
+        expect(dataplane.proc.wait(timeout=20) == 0,
+               f"dataplane failed:\n{dataplane.log()[-2000:]}")
+    finally:
+        release_pktgens()
     final = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)",
                                               dataplane.log().split("stopped; totals")[-1], re.M)}
     expect(final.get("rx_packets") == packets, f"rx_packets {final.get('rx_packets')} != {packets}")
@@ -225,6 +249,7 @@ try:
         ("m1 over memif, three window passes: SIP intact across passes", t_m1_passes),
     ])
 finally:
+    release_pktgens()
     if checks.failed:
         for f in sorted(os.listdir(TMP)):
             if f.endswith(".log"):

@@ -427,6 +427,36 @@ TEST_CASE("A call reaches three LEMFs, one per format, with one CIN and contiguo
     }
 }
 
+TEST_CASE("A new INVITE on the Call-ID of an ended call is a new communication",
+          "[handover_pipeline]") {
+    Appliance app;
+    Lemf etsi(lemf::Format::Etsi102232);
+    app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
+    auto p = app.open();
+    p->warrant_changed(
+        warrant(kWarrantA, "LI-A", "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001", {"etsi"}));
+    const std::uint32_t a[] = {kWarrantA};
+    // Redirected: 302, ACK, then the retry with the same Call-ID (RFC 3261 8.1.3.4).
+    feed(*p, sip_hit(sip("INVITE sip:+4930222@example.net SIP/2.0", "1 INVITE"), true), a);
+    feed(*p, sip_hit(sip("SIP/2.0 302 Moved Temporarily", "1 INVITE"), false, shm::kHitCallEnding),
+         a);
+    feed(*p, sip_hit(sip("ACK sip:+4930222@example.net SIP/2.0", "1 ACK"), true), a);
+    feed(*p, sip_hit(sip("INVITE sip:+4930333@example.net SIP/2.0", "2 INVITE"), true), a);
+    feed(*p, sip_hit(sip("SIP/2.0 180 Ringing", "2 INVITE"), false), a);
+    REQUIRE(etsi.wait_records(5));
+    const auto iri = of(etsi.records(), "LI-A", lemf::Kind::Iri);
+    REQUIRE(iri.size() == 5);
+    CHECK(iri[0].iri_type == "begin");
+    CHECK(iri[1].iri_type == "end");
+    CHECK(iri[2].iri_type == "report");  // the ACK of the ended attempt
+    CHECK(iri[2].cin == iri[0].cin);
+    CHECK(iri[3].iri_type == "begin");
+    CHECK(iri[3].cin != iri[0].cin);
+    CHECK(iri[3].sequence == 0);
+    CHECK(iri[4].iri_type == "continue");
+    CHECK(p->counter(HandoverCounter::calls) == 2);
+}
+
 TEST_CASE("A clean restart resumes the call: same CIN, sequences continue; a crash does not",
           "[handover_pipeline]") {
     Appliance app;

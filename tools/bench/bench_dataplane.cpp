@@ -676,7 +676,7 @@ int run(int argc, char** argv) {
     s.fragments.hash_seed ^= rte_rdtsc();
     s.tcp.streams = 4096;
     s.tcp.hash_seed ^= rte_rdtsc() * 31;
-    s.clock = Clock::calibrate();
+    s.clock = &default_clock();
     Worker worker(s);
     // The warm-up worker: passive (frees what it received), its own port and counters, the
     // same tables, targets and RCU id (the two never run at once).
@@ -769,7 +769,7 @@ int run(int argc, char** argv) {
                 smp = run_pipeline(worker, *counters, o.round_ms);
                 hits_per_s.push_back(double(hits_of(*counters) - hits_before) / smp.cpu_s);
                 drain(hit_ring);
-                tables->sweep(s.clock.ns(rte_rdtsc()), 1u << 20);
+                tables->sweep(s.clock->ns(rte_rdtsc()), 1u << 20);
             }
             if (smp.packets == 0) fail("a round received no packets");
             mpps[mode].push_back(double(smp.packets) / smp.cpu_s / 1e6);

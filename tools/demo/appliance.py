@@ -102,7 +102,11 @@ class Appliance:
         os.makedirs(self.out)
         log(f"working in {self.out}")
         # A throwaway PKI: CA, server certificate, one client certificate per role.
-        subprocess.run(["sh", os.path.join(SOURCE, "tools", "make_test_pki.sh"),
+        # In a source tree tools/make_test_pki.sh; installed (docker/), next to this folder.
+        pki_script = next(p for p in (os.path.join(SOURCE, "tools", "make_test_pki.sh"),
+                                      os.path.join(os.path.dirname(HERE), "make_test_pki.sh"))
+                          if os.path.exists(p))
+        subprocess.run(["sh", pki_script,
                         self.path("pki")], check=True, capture_output=True)
         os.makedirs(self.path("authority-keys"))
         subprocess.run([self.exe("tools/tapwire-sign"), "--gen-key", self.path("authority.key"),
@@ -214,14 +218,23 @@ class Appliance:
         argv = [self.exe("tools/tapwire-pktgen"), "-l", "1", "--no-pci", "--file-prefix",
                 self.gen_prefix, "--log-level=lib.eal:warning",
                 f"--vdev=net_memif0,role=client,socket={self.memif}", "--",
-                "--mix", "demo", "--rate", str(self.args.rate)]
+                "--mix", "demo", "--rate", str(self.args.rate), "--hold"]
         self.start("pktgen", argv)
         log(f"traffic generator sending the demo call mix at {self.args.rate} packets/s "
             "over the memif link")
 
     def finish(self):
         log("stopping the generator, letting the spools drain")
-        self.stop("pktgen", signal.SIGINT)
+        # The generator ends its traffic but keeps the memif link until the dataplane has
+        # stopped: DPDK 22.11's memif driver can crash a peer that polls while the other side
+        # disconnects.
+        pktgen = self.procs.get("pktgen")
+        if pktgen is not None and pktgen.poll() is None:
+            pktgen.send_signal(signal.SIGUSR1)
+            try:
+                self.wait_log("pktgen", "holding the port open", 10)
+            except RuntimeError:
+                pass
         deadline = time.time() + 20
         s = {}
         while time.time() < deadline:
@@ -236,9 +249,12 @@ class Appliance:
             self.stop(name)
         self.stop("controlplane")
         self.stop("dataplane")
+        self.stop("pktgen")
 
     def cleanup(self):
-        for name in reversed(list(self.procs)):
+        # The dataplane before the generator (see finish), then the rest.
+        for name in ["controlplane", "dataplane"] + [n for n in reversed(list(self.procs))
+                                                    if n not in ("controlplane", "dataplane")]:
             self.stop(name, timeout=5)
         for prefix in (self.prefix, self.gen_prefix):
             shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)

@@ -89,15 +89,24 @@ constexpr const char* kUsage =
     "  --write-pcap FILE     also write every frame offered to the port (or only that)\n"
     "  --write-targets FILE  write the mix's targets as the dataplane's --targets file\n"
     "  --link-wait S         wait up to S seconds for the link to come up (default 10)\n"
+    "  --hold                after the summary keep the port open, idle, until SIGINT or\n"
+    "                        SIGTERM: the peer can stop first (a memif peer that polls while\n"
+    "                        this side disconnects can crash in DPDK 22.11's memif driver);\n"
+    "                        SIGUSR1 ends the traffic (summary) and then holds\n"
     "  --quiet               no live rate lines\n"
     "  --list                list the mixes and exit\n"
     "Live once a second: pps, Mbit/s (Ethernet frames without FCS), tx drops. Summary at the\n"
     "end or on SIGINT/SIGTERM. Exit: 0 done, 1 runtime failure, 2 usage.\n";
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_stop_sending{false};  // SIGUSR1: end the traffic, then --hold applies
 
 void on_signal(int) {
     g_stop.store(true);
+}
+
+void on_stop_sending(int) {
+    g_stop_sending.store(true);
 }
 
 struct UsageError : std::runtime_error {
@@ -125,6 +134,7 @@ struct Options {
     std::string targets_path;
     double link_wait_s = 10;
     bool quiet = false;
+    bool hold = false;
     bool list = false;
     bool plain_loop = false;
 };
@@ -234,6 +244,8 @@ Options parse_options(int argc, char** argv) {
             o.link_wait_s = parse_number(a, value(), 0, 3600);
         } else if (a == "--quiet") {
             o.quiet = true;
+        } else if (a == "--hold") {
+            o.hold = true;
         } else if (a.starts_with("--vdev") || a.starts_with("--file-prefix") || a == "-l") {
             throw UsageError("'" + std::string(a) + "' is an EAL option: put it before '--'");
         } else {
@@ -724,6 +736,7 @@ int run(int argc, char** argv) {
     }
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGUSR1, on_stop_sending);
 
     Traffic traffic(o);
     try {
@@ -782,7 +795,7 @@ int run(int argc, char** argv) {
     bool traffic_done = false;
     std::uint64_t bursts = 0;
 
-    while (!g_stop.load()) {
+    while (!g_stop.load() && !g_stop_sending.load()) {
         auto now = SteadyClock::now();
         double el = elapsed_s(now);
         if (!o.quiet && now - last_report >= std::chrono::seconds(1)) {
@@ -884,6 +897,12 @@ int run(int argc, char** argv) {
         std::printf("  %-16s %14llu  (%s)\n", "pcap_packets",
                     (unsigned long long)pcap.packets_written(), o.pcap_path.c_str());
     std::fflush(stdout);
+    if (eal && o.hold && !g_stop.load()) {
+        std::printf("tapwire-pktgen: holding the port open until SIGINT or SIGTERM\n");
+        std::fflush(stdout);
+        while (!g_stop.load())
+            usleep(20'000);
+    }
     if (eal) {
         // Let the PMD hand the last burst over before the link goes away.
         usleep(100'000);
