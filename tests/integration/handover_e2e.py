@@ -65,12 +65,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import expect, wait_for  # noqa: E402
 
-if len(sys.argv) != 3:
-    print(__doc__)
-    sys.exit(2)
-if not harness.hugepages_available():
-    harness.skip("no hugepages: the control plane attaches as a DPDK secondary")
-env = harness.Environment(sys.argv[1], sys.argv[2], prefix="tapwire-e2e-")
+env = harness.live_environment(__doc__, "tapwire-e2e-")
 
 from tapwire.v1 import controlplane_pb2 as pb  # noqa: E402
 from tapwire.v1 import identity_pb2 as idpb  # noqa: E402
@@ -81,12 +76,7 @@ DATAPLANE_LOG = os.path.join(env.tmp, "dataplane.log")
 LEMF_BIN = env.tool("tapwire-lemf")
 START = time.time()
 
-gen = subprocess.run([f"{BUILD}/tools/tapwire-callgen", "--scenario", "demo", "--seed", "7",
-                      "--out", os.path.join(env.tmp, "demo.pcap")],
-                     check=True, capture_output=True, text=True)
-TARGETS = re.search(r"targets: (.*)", gen.stdout).group(1).split()
-TEL = next(t for t in TARGETS if t.startswith("+"))
-SIP = next(t for t in TARGETS if t.startswith("sip:"))
+TEL, SIP = harness.demo_capture(env)
 
 # One destination, warrant and receiver per format.
 FORMATS = {
@@ -120,15 +110,7 @@ class Dataplane(harness.Process):
         self.quit = False
 
     def start(self):
-        log = open(DATAPLANE_LOG, "ab")
-        self.proc = subprocess.Popen(
-            [f"{BUILD}/dataplane/tapwire-dataplane", "-l", "0-1", "--no-pci",
-             "--file-prefix", PREFIX, "--log-level=lib.eal:warning",
-             f"--vdev=net_pcap0,rx_pcap={env.tmp}/demo.pcap,infinite_rx=1", "--",
-             "--config-text", 'ports { name: "net_pcap0" } mirror { ring_size: 1024 }'],
-            stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: "workers on" in harness.read(DATAPLANE_LOG).decode(errors="replace")
-                 .split("no targets yet")[-1], 60, "the dataplane to start")
+        self.proc = harness.start_replay_dataplane(env, PREFIX, DATAPLANE_LOG, 1024)
         self.pacer = threading.Thread(target=self._pace, daemon=True)
         self.pacer.start()
 

@@ -372,3 +372,43 @@ class ApplianceClient:
     def wait_attached(self, timeout=30):
         return wait_for(lambda: (s := self.status()).dataplane_attached and s, timeout,
                         "the control plane to attach to the dataplane")
+
+
+# ---- the real dataplane replaying the demo capture (live_targets, handover_e2e) -------------
+
+def live_environment(doc, prefix):
+    """The start of a test that runs the real dataplane and control plane: usage from `doc`
+    when the arguments are wrong, skip without hugepages, then the Environment."""
+    if len(sys.argv) != 3:
+        print(doc)
+        sys.exit(2)
+    if not hugepages_available():
+        skip("no hugepages: the control plane attaches as a DPDK secondary")
+    return Environment(sys.argv[1], sys.argv[2], prefix=prefix)
+
+
+def demo_capture(env):
+    """Writes the demo call mix to env.tmp/demo.pcap; returns its E.164 and SIP URI targets."""
+    import re
+    gen = subprocess.run([env.tool("tapwire-callgen"), "--scenario", "demo", "--seed", "7",
+                          "--out", os.path.join(env.tmp, "demo.pcap")],
+                         check=True, capture_output=True, text=True)
+    targets = re.search(r"targets: (.*)", gen.stdout).group(1).split()
+    return (next(t for t in targets if t.startswith("+")),
+            next(t for t in targets if t.startswith("sip:")))
+
+
+def start_replay_dataplane(env, prefix, log_path, ring_size):
+    """The real dataplane replaying env.tmp/demo.pcap in a loop on net_pcap (as fast as its
+    worker polls), with hit rings of `ring_size`; returns the process once it runs."""
+    log = open(log_path, "ab")
+    proc = subprocess.Popen(
+        [os.path.join(env.build, "dataplane", "tapwire-dataplane"), "-l", "0-1", "--no-pci",
+         "--file-prefix", prefix, "--log-level=lib.eal:warning",
+         f"--vdev=net_pcap0,rx_pcap={env.tmp}/demo.pcap,infinite_rx=1", "--",
+         "--config-text", f'ports {{ name: "net_pcap0" }} mirror {{ ring_size: {ring_size} }}'],
+        stdout=log, stderr=subprocess.STDOUT)
+    wait_for(lambda: "workers on" in read(log_path).decode(errors="replace")
+             .split("no targets yet")[-1], 60, "the dataplane to start")
+    return proc
+

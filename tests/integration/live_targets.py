@@ -25,12 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import expect, wait_for  # noqa: E402
 
-if len(sys.argv) != 3:
-    print(__doc__)
-    sys.exit(2)
-if not harness.hugepages_available():
-    harness.skip("no hugepages: the control plane attaches as a DPDK secondary")
-env = harness.Environment(sys.argv[1], sys.argv[2], prefix="tapwire-live-")
+env = harness.live_environment(__doc__, "tapwire-live-")
 
 from tapwire.v1 import controlplane_pb2 as pb  # noqa: E402
 from tapwire.v1 import identity_pb2 as idpb  # noqa: E402
@@ -39,30 +34,16 @@ BUILD = env.build
 PREFIX = f"tw_live_{os.getpid()}"
 DATAPLANE_LOG = os.path.join(env.tmp, "dataplane.log")
 
-# The demo scenario's targets (tapwire-callgen prints them).
-gen = subprocess.run([f"{BUILD}/tools/tapwire-callgen", "--scenario", "demo", "--seed", "7",
-                      "--out", os.path.join(env.tmp, "demo.pcap")],
-                     check=True, capture_output=True, text=True)
-TARGETS = re.search(r"targets: (.*)", gen.stdout).group(1).split()
-TEL = next(t for t in TARGETS if t.startswith("+"))
-SIP = next(t for t in TARGETS if t.startswith("sip:"))
+# The demo call mix and its targets.
+TEL, SIP = harness.demo_capture(env)
 
 
 class Dataplane(harness.Process):
     stop_timeout = 20
 
     def start(self):
-        log = open(DATAPLANE_LOG, "ab")
         # A small hit ring, so that a control plane that is away fills it quickly.
-        self.proc = subprocess.Popen(
-            [f"{BUILD}/dataplane/tapwire-dataplane", "-l", "0-1", "--no-pci",
-             "--file-prefix", PREFIX, "--log-level=lib.eal:warning",
-             f"--vdev=net_pcap0,rx_pcap={env.tmp}/demo.pcap,infinite_rx=1", "--",
-             "--config-text", 'ports { name: "net_pcap0" } mirror { ring_size: 4096 }'],
-            stdout=log, stderr=subprocess.STDOUT)
-        wait_for(lambda: "workers on" in harness.read(DATAPLANE_LOG).decode(errors="replace")
-                 .split("no targets yet")[-1], 60, "the dataplane to start")
-
+        self.proc = harness.start_replay_dataplane(env, PREFIX, DATAPLANE_LOG, 4096)
 
 
 class Appliance(harness.ApplianceClient):
