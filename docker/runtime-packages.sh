@@ -15,5 +15,14 @@ owner() {  # the package of a library file: dpkg knows it by one of its usrmerge
     echo "runtime-packages: no package holds $1" >&2
     return 1
 }
-ldd "$dest"/usr/local/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u |
-    while read -r lib; do owner "$lib"; done | sort -u
+# DPDK's drivers are plugins loaded at run time, not linked: the mempool handler, the buses,
+# the vdevs the appliance uses (memif, pcap, ring, null, af_packet) and common NICs.
+drivers="librte-mempool-ring23 librte-bus-pci23 librte-bus-vdev23 librte-net-memif23
+    librte-net-pcap23 librte-net-ring23 librte-net-null23 librte-net-af-packet23
+    librte-net-ixgbe23 librte-net-i40e23 librte-net-ice23 librte-net-e1000-23 librte-net-mlx5-23
+    librte-net-virtio23 librte-net-vmxnet3-23"
+{
+    ldd "$dest"/usr/local/bin/* 2>/dev/null | awk '/=> \// {print $3}' | sort -u |
+        while read -r lib; do owner "$lib"; done
+    printf '%s\n' $drivers
+} | sort -u
