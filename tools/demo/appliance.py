@@ -98,8 +98,14 @@ class Appliance:
     # ---- steps -----------------------------------------------------------------------------
 
     def prepare(self):
-        shutil.rmtree(self.out, ignore_errors=True)
-        os.makedirs(self.out)
+        # A fresh working folder; it may be a mount point (a container volume): emptied, kept.
+        os.makedirs(self.out, exist_ok=True)
+        for entry in os.listdir(self.out):
+            path = os.path.join(self.out, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
         log(f"working in {self.out}")
         # A throwaway PKI: CA, server certificate, one client certificate per role.
         # In a source tree tools/make_test_pki.sh; installed (docker/), next to this folder.

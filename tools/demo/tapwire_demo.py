@@ -90,8 +90,9 @@ class Demo(Appliance):
                       f"{v.get('duplicates', 0)} possible duplicates")
                 ok = ok and v.get("gaps", 0) == 0 and v.get("iri", 0) > 0
             ok = ok and lemf.get("errors", 0) == 0
-        print(f"  files: IRI as JSON lines and CC as pcap per LIID under {self.path('lemf-de')} "
-              f"and {self.path('lemf-us')}; logs and the audit trail under {self.out}")
+        folders = " and ".join(self.path(n) for n in self.local_lemfs)
+        print(f"  files: IRI as JSON lines and CC as pcap per LIID under {folders}; logs and "
+              f"the audit trail under {self.out}")
         verify = subprocess.run([self.exe("tools/tapwire-audit-verify"), "--log",
                                  self.path("state", "audit.log"), "--public-key",
                                  self.path("audit.pub")], capture_output=True, text=True)
