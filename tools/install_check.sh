@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What the Docker image's build stage does after the build, checked in CI: `meson install`
 # into a scratch DESTDIR puts every program, the systemd units and the sample settings in
-# place, and the runtime package list (docker/runtime-packages.sh) names installed packages
-# that hold every library the programs link.
+# place, the runtime package list (docker/runtime-packages.sh) names installed packages
+# that hold every library the programs link, and systemd accepts the units.
 # Usage: install_check.sh BUILD_DIR SOURCE_DIR
 set -euo pipefail
 build=$1 source=$2
@@ -29,5 +29,22 @@ if ldd "$dest"/usr/local/bin/* | grep -q "not found"; then
     ldd "$dest"/usr/local/bin/* | grep "not found"
     status=1
 fi
-((status == 0)) && echo "install check: $(wc -w <<<"$packages") runtime packages: $packages"
+# The systemd units as systemd reads them (syntax, directives, executables), pointed at the
+# scratch install and the sample settings.
+if command -v systemd-analyze >/dev/null; then
+    units=$dest/units
+    mkdir -p "$units"
+    for u in "$dest"/usr/local/lib/systemd/system/*.service; do
+        sed -e "s|/usr/local/bin/|$dest/usr/local/bin/|g" \
+            -e "s|EnvironmentFile=/etc/tapwire/tapwire.env|EnvironmentFile=$dest/usr/local/share/tapwire/examples/tapwire.env|" \
+            "$u" >"$units/$(basename "$u")"
+    done
+    if ! out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$units"/*.service 2>&1) ||
+        [[ -n $out ]]; then
+        echo "FAIL: systemd-analyze verify:"
+        echo "$out"
+        status=1
+    fi
+fi
+((status == 0)) && echo "install check: $(wc -w <<<"$packages") runtime packages:" $packages
 exit $status
