@@ -276,6 +276,19 @@ void require_contiguous(const std::vector<lemf::Record>& records) {
     }
 }
 
+// One ETSI LEMF, its destination, the pipeline, and warrant A delivering to it.
+struct OneEtsiWarrant {
+    Appliance app;
+    Lemf etsi{lemf::Format::Etsi102232};
+    std::unique_ptr<HandoverPipeline> pipeline;
+    OneEtsiWarrant() {
+        app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
+        pipeline = app.open();
+        pipeline->warrant_changed(
+            warrant(kWarrantA, "LI-A", "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001", {"etsi"}));
+    }
+};
+
 }  // namespace
 
 TEST_CASE("IRI types follow the call", "[handover_pipeline]") {
@@ -429,12 +442,9 @@ TEST_CASE("A call reaches three LEMFs, one per format, with one CIN and contiguo
 
 TEST_CASE("A new INVITE on the Call-ID of an ended call is a new communication",
           "[handover_pipeline]") {
-    Appliance app;
-    Lemf etsi(lemf::Format::Etsi102232);
-    app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
-    auto p = app.open();
-    p->warrant_changed(
-        warrant(kWarrantA, "LI-A", "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001", {"etsi"}));
+    OneEtsiWarrant f;
+    auto& p = f.pipeline;
+    auto& etsi = f.etsi;
     const std::uint32_t a[] = {kWarrantA};
     // Redirected: 302, ACK, then the retry with the same Call-ID (RFC 3261 8.1.3.4).
     feed(*p, sip_hit(sip("INVITE sip:+4930222@example.net SIP/2.0", "1 INVITE"), true), a);
@@ -620,12 +630,8 @@ TEST_CASE("Modifying a destination moves delivery to the new address without los
 }
 
 TEST_CASE("Hits that cannot become records are counted, never a crash", "[handover_pipeline]") {
-    Appliance app;
-    Lemf etsi(lemf::Format::Etsi102232);
-    app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
-    auto p = app.open();
-    p->warrant_changed(
-        warrant(kWarrantA, "LI-A", "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001", {"etsi"}));
+    OneEtsiWarrant f;
+    auto& p = f.pipeline;
     const std::uint32_t a[] = {kWarrantA};
     const std::uint32_t unknown[] = {99};
 
