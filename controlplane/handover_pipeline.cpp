@@ -593,7 +593,19 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
             }
             const handover::Encoder& enc = *t.channel->encoder;
             std::size_t n = 0;
-            if (!sip) {
+            if (!sip && t.channel->config.format() == v1::HANDOVER_FORMAT_ATIS_CALEA &&
+                !s.calea.media_open && !s.iri.ended) {
+                // Content before any CDC message opened the call's CCC: open it first.
+                handover::CaleaCall state = s.calea;
+                const std::size_t m =
+                    static_cast<const handover::CaleaEncoder&>(enc).encode_cc_open(
+                        *t.prepared, cc.header, state, pdu_);
+                if (m != 0) {
+                    append(t.channel, ByteSpan(pdu_.data(), m), true);
+                    calea_after = state;
+                }
+                n = enc.encode_cc(*t.prepared, cc, pdu_);
+            } else if (!sip) {
                 n = enc.encode_cc(*t.prepared, cc, pdu_);
             } else if (t.channel->config.format() == v1::HANDOVER_FORMAT_ATIS_CALEA) {
                 // Each CALEA destination starts from the call's state before this record.

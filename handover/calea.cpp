@@ -546,14 +546,30 @@ class PcespEncoder final : public CaleaEncoder {
         return encode(static_cast<const Prepared&>(warrant), record, &call, out);
     }
 
+    std::size_t encode_cc_open(const PreparedWarrant& warrant, const RecordHeader& header,
+                               CaleaCall& call,
+                               std::span<std::uint8_t> out) const noexcept override {
+        IriRecord record;  // no SIP message: a CCOpen without SDP
+        record.header = header;
+        record.type = IriType::Continue;
+        CdcPlan plan;
+        push(plan, CdcMessage::CCOpen);
+        return encode_plan(static_cast<const Prepared&>(warrant), record, nullptr, call, plan,
+                           &call, out);
+    }
+
   private:
     static std::size_t encode(const Prepared& warrant, const IriRecord& record, CaleaCall* call,
                               std::span<std::uint8_t> out) noexcept {
         SipMessage msg;
         const SipMessage* m = parsed_sip(record, msg);
         const CaleaCall s = effective_state(record.type, call);
-        const CdcPlan plan = plan_for(record.type, m, s);
+        return encode_plan(warrant, record, m, s, plan_for(record.type, m, s), call, out);
+    }
 
+    static std::size_t encode_plan(const Prepared& warrant, const IriRecord& record,
+                                   const SipMessage* m, const CaleaCall& s, const CdcPlan& plan,
+                                   CaleaCall* call, std::span<std::uint8_t> out) noexcept {
         View v{warrant, m, s, first_line(record.sip_message), {}, 0, {}, 0, {}};
         v.time_len = generalized_time(record.header.timestamp_ns, warrant.fraction_digits, v.time);
         std::uint64_t cin = record.header.cin;

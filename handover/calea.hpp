@@ -133,6 +133,12 @@ class CaleaEncoder : public Encoder {
     /// As encode_iri(), reading and (on success only) updating the call's state.
     virtual std::size_t encode_iri(const PreparedWarrant& warrant, const IriRecord& record,
                                    CaleaCall& call, std::span<std::uint8_t> out) const noexcept = 0;
+    /// A CCOpen (no SDP) for a call whose content arrives before any CDC message opened its
+    /// CCC (the SDP answer was not intercepted, or a retried INVITE's media came first):
+    /// without it the LEMF could not tie the content to the call. Sets call.media_open.
+    virtual std::size_t encode_cc_open(const PreparedWarrant& warrant, const RecordHeader& header,
+                                       CaleaCall& call,
+                                       std::span<std::uint8_t> out) const noexcept = 0;
     /// The CCC record of one packet: kCccHeaderSize + packet octets (see the file comment).
     std::size_t encode_cc(const PreparedWarrant& warrant, const CcRecord& record,
                           std::span<std::uint8_t> out) const noexcept override;

@@ -417,13 +417,24 @@ TEST_CASE("A call reaches three LEMFs, one per format, with one CIN and contiguo
         if (r.kind == lemf::Kind::Cc) ++calea_cc;
     }
     CHECK(calea_cc == 20);
+    // The content's CCC was opened before its first packet: the LEMF can tie it to the call.
+    const auto first_cc = std::find_if(
+        c.begin(), c.end(), [](const lemf::Record& r) { return r.kind == lemf::Kind::Cc; });
+    const auto first_open = std::find_if(c.begin(), c.end(), [](const lemf::Record& r) {
+        return r.kind == lemf::Kind::Iri && r.cdc_message == "ccopen";
+    });
+    CHECK(first_open < first_cc);
+    for (const auto& r : c)
+        CHECK(r.liid.rfind("cccid-", 0) != 0);
     REQUIRE_FALSE(cdc.empty());
     CHECK(cdc.front() == "origination");
     CHECK(std::find(cdc.begin(), cdc.end(), "answer") != cdc.end());
     CHECK(cdc.back() == "release");
 
     CHECK(p->counter(HandoverCounter::calls) == 1);
-    CHECK(p->counter(HandoverCounter::iri_records) == 6 * 4);  // A: 3 destinations, B: 1
+    // A: 3 destinations, B: 1; plus the CCOpen CALEA sent before the first content (these
+    // messages carry no SDP, so no CDC message had opened the CCC).
+    CHECK(p->counter(HandoverCounter::iri_records) == 6 * 4 + 1);
     CHECK(p->counter(HandoverCounter::cc_records) == 20 * 4);
     for (const auto& [name, v] : p->drop_totals()) {
         INFO(name);
