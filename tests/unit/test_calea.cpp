@@ -481,6 +481,35 @@ TEST_CASE("CDC without per-call state, timestamps and the operator id fallback",
     }
 }
 
+TEST_CASE("A CCOpen for content that came first: no SDP, the call's CCCID", "[calea][asn1c]") {
+    if (!decoder().ready()) return;
+    const auto enc_base = make_calea_encoder();
+    const auto& enc = dynamic_cast<const CaleaEncoder&>(*enc_base);
+    WarrantContext c;
+    c.liid = "CASE-3";
+    c.network_element_identifier = "ELEM-7";
+    const auto w = prepare_or_fail(enc, c);
+    RecordHeader h;
+    h.cin = 77000000001;
+    h.timestamp_ns = test_time_ns();
+    CaleaCall call;
+    std::vector<std::uint8_t> out(4096);
+    const std::size_t n = enc.encode_cc_open(*w, h, call, out);
+    REQUIRE(n > 0);
+    CHECK(call.media_open);
+    out.resize(n);
+    const DecodedCdc decoded = decode_all(out);
+    REQUIRE(decoded.pdus.size() == 1);
+    INFO(decoded.xer[0]);
+    const Xml* body = decoded.pdus[0].at("message/ccopen");
+    REQUIRE(body);
+    check_common(*body, "ccopen", "CASE-3", "ELEM-7", "20240229123456.789Z", "");
+    CHECK(xer(*body, "ccOpenOption/ccOpenTime/CallId/sequencenumber") == "77000000001");
+    CHECK(xer(*body, "cCCId/combCCC") == ccc_hex(h.cin));
+    CHECK_FALSE(xer(*body, "subject").has_value());
+    CHECK_FALSE(xer(*body, "associate").has_value());
+}
+
 // ---- CCC: tshark pcli ------------------------------------------------------------------------
 
 TEST_CASE("CCC records decode with tshark's pcli dissector", "[calea][tshark]") {
