@@ -1,4 +1,5 @@
 #include "controlplane/dataplane_link.hpp"
+#include "common/clock.hpp"
 
 #include <rte_eal.h>
 #include <rte_errno.h>
@@ -22,12 +23,6 @@ namespace tapwire::controlplane {
 namespace {
 
 constexpr const char* kCounterNames[] = {TAPWIRE_LINK_COUNTERS(TAPWIRE_X_NAME)};
-
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 void sleep_ms(double ms) {
     std::this_thread::sleep_for(std::chrono::microseconds(std::int64_t(ms * 1000)));
@@ -188,7 +183,7 @@ bool DataplaneLink::attach() {
         return false;
     }
     boot_id_ = state_->boot_id;
-    attached_ns_ = now_ns();
+    attached_ns_ = unix_time_ns();
     state_->controlplane_pid = std::uint64_t(getpid());
     std::lock_guard lock(publish_mutex_);
     sequence_ = std::max(sequence_, load_acquire(state_->targets.commit_applied));
@@ -342,7 +337,7 @@ void DataplaneLink::drain() {
 }
 
 void DataplaneLink::watch() {
-    const std::int64_t now = now_ns();
+    const std::int64_t now = unix_time_ns();
     state_->controlplane_heartbeat_ns = std::uint64_t(now);
     handover_.housekeeping(now);
 
@@ -451,7 +446,7 @@ void DataplaneLink::fill_status(v1::ApplianceStatus& s) {
         s.set_dataplane_detail("attached; last target error: " +
                                std::string(st.targets.last_error));
 
-    const std::int64_t now = now_ns();
+    const std::int64_t now = unix_time_ns();
     std::lock_guard lock(mutex_);
     const double interval_s = double(now - rate_sample_.at_ns) / 1e9;
     rate_sample_.rx.resize(st.worker_count);

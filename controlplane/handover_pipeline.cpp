@@ -1,4 +1,5 @@
 #include "controlplane/handover_pipeline.hpp"
+#include "common/clock.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -26,12 +27,6 @@ constexpr const char* kCounterNames[] = {TAPWIRE_HANDOVER_COUNTERS(TAPWIRE_X_NAM
 constexpr const char* kCinCounter = "cin";
 // Largest encoded record: a 64 KiB SIP message plus the format's headers.
 constexpr std::size_t kMaxPdu = 128u << 10;
-
-std::int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // A destination id as a directory name: ids are printable ASCII and may hold '/', so
 // anything but [A-Za-z0-9._-] is written %XX (and "." / ".." cannot occur).
@@ -286,7 +281,7 @@ std::unique_ptr<handover::Delivery> HandoverPipeline::make_delivery(Channel& ch)
             std::vector<std::uint8_t> out(512);
             const auto& etsi = static_cast<const handover::Etsi102232Encoder&>(*ch.encoder);
             out.resize(etsi.encode_keepalive(*ch.keepalive_context, ch.keepalive_sequence++,
-                                             now_ns(), out));
+                                             unix_time_ns(), out));
             return out;
         };
     } else if (d.format() == v1::HANDOVER_FORMAT_ETSI_X2X3) {
@@ -448,6 +443,16 @@ bool HandoverPipeline::next_cin(std::uint32_t& cin) {
     }
 }
 
+HandoverPipeline::Call* HandoverPipeline::open_call(std::unordered_map<std::uint64_t, Call>& table,
+                                                    std::uint64_t key) {
+    auto [it, inserted] = table.try_emplace(key);
+    if (inserted && !next_cin(it->second.cin)) {
+        table.erase(it);
+        return nullptr;
+    }
+    return &it->second;
+}
+
 void HandoverPipeline::append(const std::shared_ptr<Channel>& channel, ByteSpan pdu, bool iri) {
     Channel& ch = *channel;
     const handover::SpoolAppend r = ch.spool->append(pdu);
@@ -511,12 +516,8 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
     Call single;
     Call* call = nullptr;
     if (meta.correlation_id != 0) {
-        auto [it, inserted] = calls_.try_emplace(meta.correlation_id);
-        if (inserted && !next_cin(it->second.cin)) {
-            calls_.erase(it);
-            return;
-        }
-        call = &it->second;
+        call = open_call(calls_, meta.correlation_id);
+        if (call == nullptr) return;
     } else if (sip) {
         if (!next_cin(single.cin)) return;
         call = &single;
@@ -551,14 +552,7 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
         }
         WarrantHandover& w = wit->second;
         Call* c = call;
-        if (c == nullptr) {
-            auto [it, inserted] = ip_sessions_.try_emplace(id);
-            if (inserted && !next_cin(it->second.cin)) {
-                ip_sessions_.erase(it);
-                continue;
-            }
-            c = &it->second;
-        }
+        if (c == nullptr && (c = open_call(ip_sessions_, id)) == nullptr) continue;
         c->last_ns = ts;
         CallStream& s = c->stream(id);
         handover::CaleaCall calea_after = s.calea;

@@ -191,6 +191,9 @@ class HandoverPipeline {
     std::unique_ptr<handover::Delivery> make_delivery(Channel& channel);
     void prepare_locked(WarrantHandover& warrant);
     bool next_cin(std::uint32_t& cin);
+    /// The call under `key`, opened with a new CIN when it is new; null when no CIN could be
+    /// reserved (counted).
+    Call* open_call(std::unordered_map<std::uint64_t, Call>& table, std::uint64_t key);
     void append(const std::shared_ptr<Channel>& channel, ByteSpan pdu, bool iri);
     void flusher();
     void emit(v1::EventKind kind, std::string destination_id, std::string detail);

@@ -21,6 +21,8 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "common/clock.hpp"
+
 namespace tapwire::lemf {
 
 namespace {
@@ -888,9 +890,7 @@ void Collector::add(const Record& r) {
     bool duplicate = false;
     if (r.has_sequence) duplicate = !st.seen[{r.cin, r.kind}].insert(r.sequence);
     if (duplicate) ++st.totals.duplicates;
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
+    const std::int64_t now = unix_time_ns();
     const std::int64_t ts = r.has_timestamp ? r.timestamp_ns : now;
     if (r.has_timestamp && !duplicate) {
         Impl& im = *impl_;

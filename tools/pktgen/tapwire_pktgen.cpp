@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "common/bytes.hpp"
+#include "common/clock.hpp"
 #include "common/ip_address.hpp"
 #include "tools/traffic/call_flow.hpp"
 #include "tools/traffic/frame_builder.hpp"
@@ -685,12 +686,6 @@ struct Totals {
     std::uint64_t targeted = 0;
 };
 
-std::uint64_t wall_ns() {
-    return std::uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count());
-}
-
 void fail(const std::string& message) {
     throw std::runtime_error(message);
 }
@@ -787,7 +782,7 @@ int run(int argc, char** argv) {
     Totals t, last;
     std::uint64_t generated = 0;
     const auto start = SteadyClock::now();
-    const std::uint64_t start_wall = wall_ns();
+    const std::uint64_t start_wall = std::uint64_t(tapwire::unix_time_ns());
     auto elapsed_s = [&](SteadyClock::time_point now) {
         return std::chrono::duration<double>(now - start).count();
     };
