@@ -2,7 +2,9 @@
 """Adds up meson test logs into one closing line "N passed, N failed".
 
 A Catch2 program counts as its test cases (read from its own summary line), a scripted
-suite that prints "N passed, N failed" as those; any other test program counts as one. A build or setup failure that left no log counts as a failure.
+suite that prints "N passed, N failed" as those; any other test program counts as one. A
+build or setup failure that left no log counts as a failure. A failed test's last lines are
+printed too, so that a log that only keeps its tail still says why.
 """
 import json
 import re
@@ -11,6 +13,7 @@ import sys
 CATCH_ALL = re.compile(r"All tests passed \(\d+ assertions? in (\d+) test cases?\)")
 CATCH_MIXED = re.compile(r"test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed")
 PLAIN = re.compile(r"^(\d+) passed, (\d+) failed", re.M)  # our own scripted suites
+TAIL_LINES = 25
 
 
 def count(entry):
@@ -34,6 +37,7 @@ def count(entry):
 
 def main(paths):
     passed = failed = skipped = 0
+    failures = []
     for path in paths:
         try:
             lines = open(path).read().splitlines()
@@ -46,7 +50,13 @@ def main(paths):
             p, f, s = count(entry)
             passed, failed, skipped = passed + p, failed + f, skipped + s
             if f:
-                print(f"FAILED: {entry['name']} ({path})")
+                failures.append((entry, path))
+    for entry, path in failures:
+        print(f"--- last lines of {entry['name']} ({entry['result']}):")
+        for line in (entry.get("stdout") or "").splitlines()[-TAIL_LINES:]:
+            print(f"    {line}")
+    for entry, path in failures:
+        print(f"FAILED: {entry['name']} ({path})")
     tail = f", {skipped} skipped" if skipped else ""
     print(f"{passed} passed, {failed} failed{tail}")
     return 1 if failed else 0

@@ -76,6 +76,8 @@ class Suite:
               f"(output: {os.path.join(self.out, name + '.txt')})", flush=True)
         if r.returncode != 0:
             self.problems.append(f"{name} exited {r.returncode} (see its output)")
+            for line in (r.stdout + r.stderr).splitlines()[-20:]:  # why, also in a clipped log
+                print(f"suite: {name}:   {line}", flush=True)
         return r.stdout
 
     def figure(self, key, value, section, label, unit="", baseline=""):
@@ -130,14 +132,17 @@ class Suite:
         out = self.run("activation", [PY, os.path.join(HERE, "bench_activation.py"), self.build,
                                       SOURCE])
         rtt = last(r"gRPC Warrants\.Get round trip p50 ([\d.]+) ms", out)
-        row = last(r"^\s*(\d+)\s+\d+ \|\s+([\d.]+)\s+([\d.]+)\s+[\d.]+ \|\s+([\d.]+)\s+([\d.]+)", out)
-        scale = row[0] if row else "?"
-        base = f"gRPC Get round trip p50 {rtt} ms" if rtt else ""
-        self.figure("activation_effective_p50_ms", number(row[1]) if row else None, "activation",
+        rows = list(re.finditer(
+            r"^\s*(?P<scale>\d+)\s+\d+ \|\s+(?P<reply>[\d.]+) \|\s+(?P<eff50>[\d.]+)\s+"
+            r"(?P<eff99>[\d.]+)\s+[\d.]+ \|\s+[\d.]+\s+(?P<hit99>[\d.]+)", out, re.M))
+        row = rows[-1].groupdict() if rows else {}
+        scale = row.get("scale", "?")
+        base = f"Activate reply p50 {row.get('reply', '?')} ms, gRPC Get round trip p50 {rtt} ms"
+        self.figure("activation_effective_p50_ms", number(row.get("eff50")), "activation",
                     f"effective in the dataplane at {scale} targets, p50", "ms", base)
-        self.figure("activation_effective_p99_ms", number(row[2]) if row else None, "activation",
+        self.figure("activation_effective_p99_ms", number(row.get("eff99")), "activation",
                     f"effective in the dataplane at {scale} targets, p99", "ms")
-        self.figure("activation_first_hit_p99_ms", number(row[4]) if row else None, "activation",
+        self.figure("activation_first_hit_p99_ms", number(row.get("hit99")), "activation",
                     f"first intercepted packet at {scale} targets, p99", "ms")
         for clients, rate in re.findall(r"provisioning, (\d+) client\(s\): (\d+) warrants/s", out):
             self.figure(f"provisioning_{clients}_clients", number(rate), "activation",
