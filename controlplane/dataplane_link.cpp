@@ -290,6 +290,7 @@ void DataplaneLink::drain() {
             const auto* meta = static_cast<const shm::HitMeta*>(rte_mbuf_to_priv(m));
             std::uint32_t accepted[shm::kMaxWarrantsPerHit];
             unsigned accepted_count = 0;
+            bool call_alive = false;
             {
                 std::lock_guard lock(mutex_);
                 const unsigned count_in_hit =
@@ -302,12 +303,13 @@ void DataplaneLink::drain() {
                     }
                     WarrantRuntime& w = it->second;
                     const auto ts = std::int64_t(meta->timestamp_ns);
-                    if (!w.active || ts < w.valid_from_ns || ts >= w.valid_until_ns) {
+                    if (!w.in_window(ts)) {
                         count(LinkCounter::drop_hit_outside_window);
                         continue;
                     }
                     if (meta->kind != shm::HitKind::Sip && !w.content) {
                         count(LinkCounter::drop_hit_cc_not_authorized);
+                        call_alive = true;
                         continue;
                     }
                     count(LinkCounter::hits_accepted);
@@ -321,6 +323,8 @@ void DataplaneLink::drain() {
                     accepted[accepted_count++] = meta->warrant_ids[k];
                 }
             }
+            if (call_alive && meta->correlation_id != 0)  // media an IRI-only warrant refused
+                handover_.call_alive(meta->correlation_id, std::int64_t(meta->timestamp_ns));
             if (accepted_count != 0) {
                 // A hit longer than one mbuf is chained: made contiguous here.
                 if (linear_.size() < m->pkt_len) linear_.resize(m->pkt_len);
@@ -339,7 +343,11 @@ void DataplaneLink::drain() {
 void DataplaneLink::watch() {
     const std::int64_t now = unix_time_ns();
     state_->controlplane_heartbeat_ns = std::uint64_t(now);
-    handover_.housekeeping(now);
+    handover_.housekeeping(now, [this](std::uint32_t warrant, std::int64_t at) {
+        std::lock_guard lock(mutex_);
+        const auto it = warrants_.find(warrant);
+        return it != warrants_.end() && it->second.in_window(at);
+    });
 
     // Which published commits the dataplane has taken.
     const std::uint64_t applied = load_acquire(state_->targets.commit_applied);

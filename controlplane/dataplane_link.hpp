@@ -110,6 +110,10 @@ class DataplaneLink {
         std::uint64_t hits = 0;
         std::int64_t last_hit_ns = 0;
         std::uint64_t effective_sequence = 0;  // commit that made it effective (0: none)
+        /// Whether a packet intercepted at `ts` may give this warrant a record.
+        bool in_window(std::int64_t ts) const noexcept {
+            return active && ts >= valid_from_ns && ts < valid_until_ns;
+        }
     };
     struct Pending {
         std::uint64_t sequence;

@@ -480,6 +480,54 @@ void HandoverPipeline::append(const std::shared_ptr<Channel>& channel, ByteSpan 
     }
 }
 
+handover::CaleaCall HandoverPipeline::spool_record(WarrantHandover& w, const CallStream& s,
+                                                   const handover::IriRecord* iri,
+                                                   const handover::CcRecord* cc) {
+    handover::CaleaCall calea_after = s.calea;
+    for (auto& t : w.targets) {
+        if (!t.channel || !t.channel->spool) {
+            count(HandoverCounter::drop_destination_unavailable);
+            continue;
+        }
+        if (!t.prepared) {
+            count(HandoverCounter::drop_encode_failed);
+            continue;
+        }
+        const handover::Encoder& enc = *t.channel->encoder;
+        std::size_t n = 0;
+        const v1::HandoverFormat format = t.channel->config.format();
+        if (iri && iri->sip_message.empty() && format == v1::HANDOVER_FORMAT_ETSI_X2X3)
+            continue;  // an END without a message: X2 has no IRI types (file comment)
+        if (cc && format == v1::HANDOVER_FORMAT_ATIS_CALEA && !s.calea.media_open && !s.iri.ended) {
+            // Content before any CDC message opened the call's CCC: open it first.
+            handover::CaleaCall state = s.calea;
+            const std::size_t m = static_cast<const handover::CaleaEncoder&>(enc).encode_cc_open(
+                *t.prepared, cc->header, state, pdu_);
+            if (m != 0) {
+                append(t.channel, ByteSpan(pdu_.data(), m), true);
+                calea_after = state;
+            }
+            n = enc.encode_cc(*t.prepared, *cc, pdu_);
+        } else if (cc) {
+            n = enc.encode_cc(*t.prepared, *cc, pdu_);
+        } else if (format == v1::HANDOVER_FORMAT_ATIS_CALEA) {
+            // Each CALEA destination starts from the call's state before this record.
+            handover::CaleaCall state = s.calea;
+            n = static_cast<const handover::CaleaEncoder&>(enc).encode_iri(*t.prepared, *iri, state,
+                                                                           pdu_);
+            if (n) calea_after = state;
+        } else {
+            n = enc.encode_iri(*t.prepared, *iri, pdu_);
+        }
+        if (n == 0) {
+            count(HandoverCounter::drop_encode_failed);
+            continue;
+        }
+        append(t.channel, ByteSpan(pdu_.data(), n), iri != nullptr);
+    }
+    return calea_after;
+}
+
 void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
                                std::span<const std::uint32_t> warrants) {
     const bool sip = meta.kind == shm::HitKind::Sip;
@@ -487,7 +535,7 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
     handover::CcRecord cc;
     if (sip) {
         const std::size_t offset = meta.payload_offset;
-        if (offset >= data.size()) {
+        if (offset >= data.size() || meta.payload_length == 0) {
             count(HandoverCounter::drop_malformed_hit, warrants.size());
             return;
         }
@@ -555,7 +603,6 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
         if (c == nullptr && (c = open_call(ip_sessions_, id)) == nullptr) continue;
         c->last_ns = ts;
         CallStream& s = c->stream(id);
-        handover::CaleaCall calea_after = s.calea;
         if (sip) {
             const bool fresh = !s.iri.begun;
             iri.type = classify_iri(parsed, meta.flags & shm::kHitCallEnding, s.iri);
@@ -570,53 +617,15 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
                 s.calea.target_is_caller = response
                                                ? meta.direction != shm::HitDirection::FromTarget
                                                : meta.direction != shm::HitDirection::ToTarget;
-                calea_after = s.calea;
             }
             iri.header = {c->cin, s.iri_sequence++, ts};
+            c->sip_transport = iri.transport;
+            c->sip_source = iri.source;
+            c->sip_destination = iri.destination;
         } else {
             cc.header = {c->cin, s.cc_sequence++, ts};
         }
-        for (auto& t : w.targets) {
-            if (!t.channel || !t.channel->spool) {
-                count(HandoverCounter::drop_destination_unavailable);
-                continue;
-            }
-            if (!t.prepared) {
-                count(HandoverCounter::drop_encode_failed);
-                continue;
-            }
-            const handover::Encoder& enc = *t.channel->encoder;
-            std::size_t n = 0;
-            if (!sip && t.channel->config.format() == v1::HANDOVER_FORMAT_ATIS_CALEA &&
-                !s.calea.media_open && !s.iri.ended) {
-                // Content before any CDC message opened the call's CCC: open it first.
-                handover::CaleaCall state = s.calea;
-                const std::size_t m =
-                    static_cast<const handover::CaleaEncoder&>(enc).encode_cc_open(
-                        *t.prepared, cc.header, state, pdu_);
-                if (m != 0) {
-                    append(t.channel, ByteSpan(pdu_.data(), m), true);
-                    calea_after = state;
-                }
-                n = enc.encode_cc(*t.prepared, cc, pdu_);
-            } else if (!sip) {
-                n = enc.encode_cc(*t.prepared, cc, pdu_);
-            } else if (t.channel->config.format() == v1::HANDOVER_FORMAT_ATIS_CALEA) {
-                // Each CALEA destination starts from the call's state before this record.
-                handover::CaleaCall state = s.calea;
-                n = static_cast<const handover::CaleaEncoder&>(enc).encode_iri(*t.prepared, iri,
-                                                                               state, pdu_);
-                if (n) calea_after = state;
-            } else {
-                n = enc.encode_iri(*t.prepared, iri, pdu_);
-            }
-            if (n == 0) {
-                count(HandoverCounter::drop_encode_failed);
-                continue;
-            }
-            append(t.channel, ByteSpan(pdu_.data(), n), sip);
-        }
-        s.calea = calea_after;
+        s.calea = spool_record(w, s, sip ? &iri : nullptr, sip ? nullptr : &cc);
     }
 }
 
@@ -630,15 +639,51 @@ void HandoverPipeline::end_burst() {
     touched_.clear();
 }
 
-void HandoverPipeline::housekeeping(std::int64_t now) {
+void HandoverPipeline::call_alive(std::uint64_t correlation_id, std::int64_t timestamp_ns) {
+    auto it = calls_.find(correlation_id);
+    if (it != calls_.end() && timestamp_ns > it->second.last_ns) it->second.last_ns = timestamp_ns;
+}
+
+void HandoverPipeline::end_idle_call(Call& call, std::int64_t now,
+                                     const WarrantInWindow& in_window) {
+    // Asked before mutex_ is taken: in_window takes the caller's own lock.
+    std::vector<CallStream*> open;
+    for (CallStream& s : call.streams)
+        if (s.iri.begun && !s.iri.ended && in_window(s.warrant, now)) open.push_back(&s);
+    if (open.empty()) return;
+    handover::IriRecord iri;
+    iri.type = IriType::End;
+    iri.source = call.sip_source;
+    iri.destination = call.sip_destination;
+    iri.transport = call.sip_transport;
+    std::lock_guard lock(mutex_);
+    for (CallStream* s : open) {
+        auto wit = warrants_.find(s->warrant);
+        if (wit == warrants_.end()) continue;
+        s->iri.ended = true;
+        iri.header = {call.cin, s->iri_sequence++, now};
+        s->calea = spool_record(wit->second, *s, &iri, nullptr);
+    }
+    count(HandoverCounter::calls_timed_out);
+}
+
+void HandoverPipeline::housekeeping(std::int64_t now, const WarrantInWindow& in_window) {
     if (now - last_housekeeping_ns_ < 1'000'000'000) return;
     last_housekeeping_ns_ = now;
     const std::int64_t idle_ns = std::int64_t(options_.call_idle_timeout.count()) * 1'000'000'000;
     const std::int64_t linger_ns = std::int64_t(options_.ended_call_linger.count()) * 1'000'000'000;
-    std::erase_if(calls_, [&](const auto& entry) {
-        const Call& c = entry.second;
-        return now - c.last_ns > (c.ended ? linger_ns : idle_ns);
-    });
+    for (auto it = calls_.begin(); it != calls_.end();) {
+        Call& c = it->second;
+        if (now - c.last_ns <= (c.ended ? linger_ns : idle_ns)) {
+            ++it;
+            continue;
+        }
+        if (!c.ended) end_idle_call(c, now, in_window);
+        it = calls_.erase(it);
+    }
+    std::erase_if(ip_sessions_,
+                  [&](const auto& entry) { return now - entry.second.last_ns > idle_ns; });
+    end_burst();
 }
 
 // ---------------------------------------------------------------------------------------

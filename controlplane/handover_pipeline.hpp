@@ -26,8 +26,13 @@
 // or CANCEL, or a final failure response to the INVITE (the dataplane's call-ending flag on
 // a response); a MESSAGE request begins its transaction and the final response ends it;
 // everything else in between is CONTINUE. REGISTER, OPTIONS, SUBSCRIBE, NOTIFY, PUBLISH and
-// messages of a call after its END are REPORT. A call that simply goes idle gets no END (an
-// IRI record needs a SIP message); the LEMF sees the CIN fall silent.
+// messages of a call after its END are REPORT. A call that goes idle (nothing of it, SIP or
+// media, seen for call_idle_timeout: the dataplane has given up its dialog by then) is ended
+// by housekeeping(): every warrant that began it, has not ended it and is still inside its
+// window gets an IRI END without a SIP message (ETSI: sIPMessage with the call's last
+// addresses and empty content; CALEA: CCClose and Release). X2 carries raw signalling for the
+// mediation function to type, so an X2 destination gets no such record; as the END is the
+// call's last record, its X2 stream shows no gap.
 //
 // Threads: deliver(), end_burst(), housekeeping(), save_calls() and restore_calls() run on
 // the dataplane link's thread only (the call table is its own); destination_*() and
@@ -40,6 +45,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -70,6 +76,7 @@ class EventHub;
     X(cc_records, "CC records spooled (one per warrant and destination)")                      \
     X(calls, "communication identifiers (CIN) allocated")                                      \
     X(calls_resumed, "calls resumed from the table a clean stop saved")                        \
+    X(calls_timed_out, "calls ended by the idle timeout (IRI END without a SIP message)")      \
     X(drop_spool_full, "records refused: a destination's spool limit or its disk is full")     \
     X(drop_spool_error, "records refused: spool I/O error")                                    \
     X(drop_encode_failed, "records the destination's format could not encode")                 \
@@ -96,10 +103,11 @@ struct HandoverPipelineOptions {
     handover::DeliveryOptions delivery;
     /// How often the spools are flushed (one fdatasync each): what a power loss can lose.
     std::chrono::milliseconds flush_interval{5};
-    /// Calls are forgotten after this long without a hit, ended calls after
-    /// `ended_call_linger` (late retransmissions). Above the dataplane's dialog idle timeout
-    /// (the sample configuration's 7200 s), so a quiet call keeps its CIN; only intercepted
-    /// calls are kept (~200 bytes each).
+    /// A call with nothing of it seen for this long is ended (see the file comment) and
+    /// forgotten; ended calls are forgotten after `ended_call_linger` (late retransmissions).
+    /// Above the dataplane's dialog idle timeout (the sample configuration's 7200 s): the
+    /// dataplane no longer follows the call by then. Only intercepted calls are kept (~250
+    /// bytes each).
     std::chrono::seconds call_idle_timeout{7260};
     std::chrono::seconds ended_call_linger{64};
     /// CINs reserved per store write.
@@ -142,8 +150,13 @@ class HandoverPipeline {
     void deliver(const shm::HitMeta& meta, ByteSpan data, std::span<const std::uint32_t> warrants);
     /// After a ring burst: wakes the deliveries that got records.
     void end_burst();
-    /// Forgets idle and ended calls (cheap to call often: works once a second).
-    void housekeeping(std::int64_t now_ns);
+    /// A packet of the call under `correlation_id` that gives no record (media of an IRI-only
+    /// warrant): the call is still going.
+    void call_alive(std::uint64_t correlation_id, std::int64_t timestamp_ns);
+    /// Ends idle calls, forgets them and ended ones (cheap to call often: works once a
+    /// second). `in_window(warrant, now)`: whether the warrant may still get records.
+    using WarrantInWindow = std::function<bool(std::uint32_t warrant, std::int64_t now_ns)>;
+    void housekeeping(std::int64_t now_ns, const WarrantInWindow& in_window);
     /// Saves the call table for the next run (clean stop), tagged with the dataplane's boot
     /// id; restore_calls() takes it back only for the same dataplane boot, and removes it.
     void save_calls(std::uint64_t dataplane_boot_id);
@@ -181,6 +194,8 @@ class HandoverPipeline {
         std::uint32_t cin = 0;
         std::int64_t last_ns = 0;
         bool ended = false;  // some warrant's END went out
+        std::uint8_t sip_transport = 0;
+        handover::Endpoint sip_source, sip_destination;  // of its last SIP message
         std::vector<CallStream> streams;
         CallStream& stream(std::uint32_t warrant);
     };
@@ -195,6 +210,13 @@ class HandoverPipeline {
     /// reserved (counted).
     Call* open_call(std::unordered_map<std::uint64_t, Call>& table, std::uint64_t key);
     void append(const std::shared_ptr<Channel>& channel, ByteSpan pdu, bool iri);
+    /// Encodes one record (`iri` or `cc`) of warrant `w` for each of its destinations and
+    /// spools it; `s` is the warrant's stream of the call. Returns the stream's CALEA state
+    /// after the record. Holds mutex_.
+    handover::CaleaCall spool_record(WarrantHandover& w, const CallStream& s,
+                                     const handover::IriRecord* iri, const handover::CcRecord* cc);
+    /// The IRI ENDs of a call that went idle (housekeeping).
+    void end_idle_call(Call& call, std::int64_t now_ns, const WarrantInWindow& in_window);
     void flusher();
     void emit(v1::EventKind kind, std::string destination_id, std::string detail);
     void count(HandoverCounter c, std::uint64_t n = 1) noexcept {

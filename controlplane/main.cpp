@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -53,6 +54,8 @@ constexpr const char* kUsage =
     "  --spool-max-mb N         per-destination spool limit in MiB (default 4096); records\n"
     "                           beyond it are refused, counted and alarmed\n"
     "  --spool-segment-mb N     spool segment size in MiB (default 64; at most half the limit)\n"
+    "  --call-idle-timeout-s N  a call with nothing of it seen for N s gets an IRI END\n"
+    "                           (default 7260: above the dataplane's dialog_idle_timeout_s)\n"
     "  --insecure-plaintext-development-only\n"
     "                           no TLS, no client authentication: every caller is a\n"
     "                           provisioner. NEVER in production.\n";
@@ -105,6 +108,18 @@ int main(int argc, char** argv) {
             out = argv[++i];
             return true;
         };
+        // A decimal option value in [lo, hi]; false when missing, else a usage error.
+        std::optional<std::string> range_error;
+        auto number = [&](unsigned long long lo, unsigned long long hi, unsigned long long& out) {
+            std::string n;
+            if (!value(n)) return false;
+            char* end = nullptr;
+            out = std::strtoull(n.c_str(), &end, 10);
+            if (n.empty() || n[0] == '-' || *end != '\0' || out < lo || out > hi)
+                range_error = a + ": " + std::to_string(lo) + ".." + std::to_string(hi);
+            return true;
+        };
+        unsigned long long v = 0;
         bool ok = true;
         if (a == "--help" || a == "-h") {
             std::fputs(kUsage, stdout);
@@ -126,29 +141,11 @@ int main(int argc, char** argv) {
         } else if (a == "--audit-key") {
             ok = value(audit_key_file);
         } else if (a == "--checkpoint-interval") {
-            std::string n;
-            ok = value(n);
-            if (ok) {
-                char* end = nullptr;
-                const unsigned long v = std::strtoul(n.c_str(), &end, 10);
-                if (n.empty() || *end != '\0' || v > 1000000) {
-                    return usage_error("--checkpoint-interval: 0..1000000");
-                }
-                checkpoint_interval = std::uint32_t(v);
-            }
+            if ((ok = number(0, 1000000, v))) checkpoint_interval = std::uint32_t(v);
         } else if (a == "--dataplane-prefix") {
             ok = value(dataplane_prefix);
         } else if (a == "--dataplane-lcore-id") {
-            std::string n;
-            ok = value(n);
-            if (ok) {
-                char* end = nullptr;
-                const unsigned long v = std::strtoul(n.c_str(), &end, 10);
-                if (n.empty() || *end != '\0' || v == 0 || v > 127) {
-                    return usage_error("--dataplane-lcore-id: 1..127");
-                }
-                dataplane_lcore_id = unsigned(v);
-            }
+            if ((ok = number(1, 127, v))) dataplane_lcore_id = unsigned(v);
         } else if (a == "--operator-id") {
             ok = value(handover_options.operator_identifier);
         } else if (a == "--network-element-id") {
@@ -158,23 +155,19 @@ int main(int argc, char** argv) {
         } else if (a == "--interception-point-id") {
             ok = value(handover_options.interception_point_id);
         } else if (a == "--spool-max-mb" || a == "--spool-segment-mb") {
-            std::string n;
-            ok = value(n);
-            if (ok) {
-                char* end = nullptr;
-                const unsigned long long v = std::strtoull(n.c_str(), &end, 10);
-                if (n.empty() || *end != '\0' || v == 0 || v > (1ull << 24)) {
-                    return usage_error(a + ": 1..16777216");
-                }
+            if ((ok = number(1, 1ull << 24, v)))
                 (a == "--spool-max-mb" ? handover_options.spool.max_total_bytes
                                        : handover_options.spool.segment_bytes) = v << 20;
-            }
+        } else if (a == "--call-idle-timeout-s") {
+            if ((ok = number(10, 7 * 86400, v)))
+                handover_options.call_idle_timeout = std::chrono::seconds(v);
         } else if (a == "--insecure-plaintext-development-only") {
             insecure = true;
         } else {
             return usage_error("unknown argument " + a);
         }
         if (!ok) return usage_error(a + " needs a value");
+        if (range_error) return usage_error(*range_error);
     }
     if (listen.empty()) return usage_error("--listen is required");
     if (state_dir.empty()) return usage_error("--state-dir is required");

@@ -451,6 +451,80 @@ TEST_CASE("A call reaches three LEMFs, one per format, with one CIN and contiguo
     }
 }
 
+TEST_CASE("A call that goes idle is ended by an IRI END without a message, in the window only",
+          "[handover_pipeline]") {
+    Appliance app;
+    app.options.call_idle_timeout = std::chrono::seconds(60);
+    Lemf etsi(lemf::Format::Etsi102232), x2x3(lemf::Format::X2X3), calea(lemf::Format::Calea);
+    app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
+    app.add_destination(destination("x2x3", v1::HANDOVER_FORMAT_ETSI_X2X3, x2x3.port()));
+    app.add_destination(destination("calea", v1::HANDOVER_FORMAT_ATIS_CALEA, calea.port()));
+    auto p = app.open();
+    const std::string xid_a = "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001";
+    p->warrant_changed(warrant(kWarrantA, "LI-A", xid_a, {"etsi", "x2x3", "calea"}));
+    p->warrant_changed(
+        warrant(kWarrantB, "LI-B", "0b0e3f5c-2222-4a6e-9d6a-2f1f0e0a0002", {"etsi"}));
+    const std::uint32_t both[] = {kWarrantA, kWarrantB};
+    // Answered, media flowing, then nothing more: the BYE was never seen.
+    const auto messages = call_messages();
+    for (int i = 0; i < 3; ++i)
+        feed(*p, messages[i], both);
+    feed(*p, rtp_hit(0, true), both);
+
+    constexpr std::int64_t t0 = 1'700'000'000'000'000'000, s = 1'000'000'000;
+    // B's window closed before the call went idle: B gets nothing more.
+    const auto in_window = [](std::uint32_t w, std::int64_t) { return w == kWarrantA; };
+    p->housekeeping(t0 + 59 * s, in_window);
+    p->call_alive(42, t0 + 50 * s);  // a packet of the call that gave no record
+    p->housekeeping(t0 + 109 * s, in_window);
+    CHECK(p->counter(HandoverCounter::calls_timed_out) == 0);
+    p->housekeeping(t0 + 111 * s, in_window);
+    CHECK(p->counter(HandoverCounter::calls_timed_out) == 1);
+    p->housekeeping(t0 + 300 * s, in_window);  // forgotten: nothing more
+    CHECK(p->counter(HandoverCounter::calls_timed_out) == 1);
+
+    REQUIRE(etsi.wait_records(4 + 1 + 3 + 1));
+    const auto all = etsi.records();
+    CHECK(etsi.errors() == 0);
+    const auto a = of(all, "LI-A", lemf::Kind::Iri);
+    REQUIRE(a.size() == 4);
+    require_contiguous(a);
+    CHECK(a[3].iri_type == "end");
+    CHECK(a[3].cin == a[0].cin);
+    CHECK(a[3].payload.empty());
+    CHECK(a[3].timestamp_ns == t0 + 111 * s);
+    CHECK(a[3].source == "198.51.100.20");  // the call's last SIP message: Bob's 200 OK
+    CHECK(a[3].destination == "192.0.2.10");
+    const auto b = of(all, "LI-B", lemf::Kind::Iri);
+    REQUIRE(b.size() == 3);
+    CHECK(b.back().iri_type == "continue");
+
+    // X2 carries raw signalling only: the three messages and the packet, no gap.
+    REQUIRE(x2x3.wait_records(3 + 1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    CHECK(of(x2x3.records(), xid_a, lemf::Kind::Iri).size() == 3);
+
+    // CALEA: the content's CCC is closed and the call released.
+    REQUIRE(calea.wait_records(3));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::vector<std::string> cdc;
+    while (std::chrono::steady_clock::now() < deadline) {
+        cdc.clear();
+        for (const auto& r : calea.records())
+            if (r.kind == lemf::Kind::Iri) cdc.push_back(r.cdc_message);
+        if (!cdc.empty() && cdc.back() == "release") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    REQUIRE(cdc.size() >= 2);
+    CHECK(cdc[cdc.size() - 2] == "ccclose");
+    CHECK(cdc.back() == "release");
+    CHECK(calea.errors() == 0);
+    for (const auto& [name, v] : p->drop_totals()) {
+        INFO(name);
+        CHECK(v == 0);
+    }
+}
+
 TEST_CASE("A new INVITE on the Call-ID of an ended call is a new communication",
           "[handover_pipeline]") {
     OneEtsiWarrant f;
