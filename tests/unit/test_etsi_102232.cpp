@@ -261,6 +261,9 @@ struct Corpus {
             {"CIN 2^32", IriType::Begin, sip_invite(), v6a, v4a, 0x100000000, 0x100000001,
              -5'000'000'000},
             {"70 KB MESSAGE", IriType::Report, big, v4a, v4b, 9, 0, kTime},
+            // A call ended by the idle timeout: END without a SIP message.
+            {"END without a message (idle timeout)", IriType::End, "", v4b, v4a, 11, 6, kTime},
+            {"END without a message or addresses", IriType::End, "", {}, {}, 12, 2, kTime},
         };
         for (std::size_t w = 0; w < warrants.size(); ++w) {
             for (const auto& s : iris) {
