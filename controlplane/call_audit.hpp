@@ -51,13 +51,17 @@ class CallAudit {
         return std::nullopt;
     }
 
-    // Writes the audit record, then returns what the caller gets. A successful call whose
-    // record cannot be written is answered UNAVAILABLE: nothing is acknowledged unaudited.
+    // Writes the audit record, then returns what the caller gets. `change`: the durable
+    // warrant change the call made, announced through ctx.warrant_changed once it may take
+    // effect. A successful call whose record cannot be written is answered UNAVAILABLE:
+    // nothing is acknowledged unaudited; the record is queued in ctx.unaudited and written as
+    // soon as the log takes it (a read's is not: nothing was handed out).
     grpc::Status finish(grpc::Status status, AuditAction action) {
         action_ = action;
         return finish(std::move(status));
     }
-    grpc::Status finish(grpc::Status status) {
+    grpc::Status finish(grpc::Status status,
+                        std::optional<UnauditedChanges::WarrantChange> change = std::nullopt) {
         AuditEntry e;
         e.actor = caller_.actor;
         e.role = to_string(caller_.role);
@@ -69,17 +73,23 @@ class CallAudit {
         for (auto& d : details_)
             e.details.push_back(std::move(d));
         details_.clear();
-        if (ctx_.audit == nullptr) return status;
-        auto appended = ctx_.audit->append(e);
-        if (!appended) {
-            std::fprintf(stderr, "tapwire-controlplane: audit append failed (%s): %s\n",
-                         to_string(appended.status.error), appended.status.message.c_str());
-            if (status.ok()) {
-                return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                    "audit trail unavailable: " + appended.status.message);
-            }
-        }
-        return status;
+        const bool read = status.ok() && is_read(action_);
+        if (ctx_.unaudited->write(std::move(e), std::move(change), ctx_.audit, ctx_.warrant_changed,
+                                  !read) ||
+            !status.ok())
+            return status;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            read ? "audit trail unavailable: nothing was read"
+                                 : "audit trail unavailable: the change is stored; it takes "
+                                   "effect once its audit record is written (an end of "
+                                   "interception at once)");
+    }
+
+    // Calls that only read: unaudited, their answer is withheld rather than queued.
+    static bool is_read(AuditAction a) noexcept {
+        return a == AuditAction::WarrantGet || a == AuditAction::WarrantList ||
+               a == AuditAction::DestinationList || a == AuditAction::StatusQuery ||
+               a == AuditAction::EventSubscribe || a == AuditAction::AuditExport;
     }
 
   private:

@@ -68,12 +68,6 @@ struct Scheduler::PassResult {
     std::int64_t max_late_ns = 0;
 };
 
-struct Scheduler::Unaudited {
-    AuditEntry entry;
-    StoredWarrant warrant;
-    v1::EventKind kind = v1::EVENT_KIND_UNSPECIFIED;
-};
-
 Scheduler::Scheduler(const ServiceContext& ctx) : Scheduler(ctx, Options{}) {}
 
 Scheduler::Scheduler(const ServiceContext& ctx, Options options) : ctx_(ctx), options_(options) {}
@@ -98,11 +92,11 @@ void Scheduler::stop() {
     wake_.notify_all();
     done_.notify_all();
     thread_.join();
-    if (!unaudited_.empty()) {
+    if (const std::size_t left = ctx_.unaudited->size(); left != 0) {
         std::fprintf(stderr,
-                     "tapwire-controlplane: scheduler: stopped with %zu applied state change(s) "
-                     "whose audit record could not be written\n",
-                     unaudited_.size());
+                     "tapwire-controlplane: scheduler: stopped with %zu audit record(s) not "
+                     "written (their changes are stored)\n",
+                     left);
     }
 }
 
@@ -159,7 +153,7 @@ void Scheduler::run() {
         ++stats_.passes;
         stats_.applied += r.applied;
         stats_.skipped += r.skipped;
-        stats_.unaudited = unaudited_.size();
+        stats_.unaudited = ctx_.unaudited->size();
         if (r.failed) ++stats_.failures;
         done_.notify_all();
         if (stopping_) break;
@@ -191,13 +185,7 @@ void Scheduler::run() {
 Scheduler::PassResult Scheduler::pass() {
     PassResult r;
     // Records that could not be written earlier come first: they are older.
-    for (auto it = unaudited_.begin(); it != unaudited_.end();) {
-        if (!deliver(*it)) {
-            r.failed = true;
-            break;
-        }
-        it = unaudited_.erase(it);
-    }
+    if (!ctx_.unaudited->flush(ctx_.audit, ctx_.warrant_changed)) r.failed = true;
 
     r.now_ns = now_ns();
     auto due = ctx_.store->warrants_needing_attention(r.now_ns);
@@ -271,10 +259,8 @@ void Scheduler::apply(const Attention& due, std::int64_t now_ns, PassResult& r) 
     ++r.applied;
     r.progressed = true;
 
-    Unaudited change;
-    change.kind = event_of(due.to);
-    change.warrant = std::move(moved);
-    AuditEntry& e = change.entry;
+    UnauditedChanges::WarrantChange change{std::move(moved), event_of(due.to)};
+    AuditEntry e;
     e.actor = kActor;
     e.role = "system";
     e.action = due.to == v1::WARRANT_STATE_ACTIVE ? AuditAction::WarrantEffective
@@ -290,24 +276,8 @@ void Scheduler::apply(const Attention& due, std::int64_t now_ns, PassResult& r) 
         ++r.late;
         r.max_late_ns = std::max(r.max_late_ns, late_ns);
     }
-    if (!deliver(change)) {
-        unaudited_.push_back(std::move(change));
+    if (!ctx_.unaudited->write(std::move(e), std::move(change), ctx_.audit, ctx_.warrant_changed))
         r.failed = true;
-    }
-}
-
-bool Scheduler::deliver(Unaudited& change) {
-    if (ctx_.audit != nullptr) {
-        auto appended = ctx_.audit->append(change.entry);
-        if (!appended) {
-            log_failure(
-                "writing the audit record of a warrant state change",
-                std::string(to_string(appended.status.error)) + ": " + appended.status.message);
-            return false;
-        }
-    }
-    if (ctx_.warrant_changed) ctx_.warrant_changed(change.warrant, change.kind);
-    return true;
 }
 
 }  // namespace tapwire::controlplane

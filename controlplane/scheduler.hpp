@@ -16,7 +16,8 @@
 // Failures never stop it: a store failure is logged (the store's message, which names no
 // target) and the pass is retried with exponential backoff; a change whose audit record
 // cannot be written stays applied (it is durable) and its record is retried on every later
-// pass, its warrant_changed call following only once the record is written.
+// pass (ServiceContext::unaudited, shared with the services), its warrant_changed call
+// following once the record is written, or at once for a lapse (UnauditedChanges).
 //
 // Wiring (main.cpp), with `ctx` the ServiceContext the services use (it must outlive the
 // scheduler; store, audit and, if wanted, clock and warrant_changed set before start()):
@@ -86,12 +87,10 @@ class Scheduler {
 
   private:
     struct PassResult;
-    struct Unaudited;
 
     void run();
     PassResult pass();
     void apply(const Attention& due, std::int64_t now_ns, PassResult& result);
-    bool deliver(Unaudited& change);
     std::int64_t now_ns() const;
 
     const ServiceContext& ctx_;
@@ -106,9 +105,6 @@ class Scheduler {
     std::uint64_t completed_ = 0;  // passes finished
     Stats stats_;
     std::thread thread_;
-
-    // The thread's own: applied changes whose audit record could not be written yet.
-    std::vector<Unaudited> unaudited_;
 };
 
 }  // namespace tapwire::controlplane

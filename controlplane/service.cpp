@@ -140,11 +140,12 @@ void schedule_changed(const ServiceContext& ctx) {
     if (ctx.schedule_changed) ctx.schedule_changed();
 }
 
-// Tells the listeners of a durable change, once its audit record is written: `answer` is what
-// CallAudit::finish returned, not OK when the record could not be written.
-void notify(const ServiceContext& ctx, const grpc::Status& answer, const StoredWarrant& w,
-            v1::EventKind kind) {
-    if (answer.ok() && ctx.warrant_changed) ctx.warrant_changed(w, kind);
+// The durable change a call made, for CallAudit::finish to announce; none when `made` is
+// false (a repeated call).
+std::optional<UnauditedChanges::WarrantChange> change_if(bool made, const StoredWarrant& w,
+                                                         v1::EventKind kind) {
+    if (!made) return std::nullopt;
+    return UnauditedChanges::WarrantChange{w, kind};
 }
 
 // When the warrant was first accepted. Rows stored before accepted_at was kept: the start of
@@ -397,9 +398,8 @@ grpc::Status WarrantsService::Activate(grpc::ServerContext* call,
     audit.detail("state", v1::WarrantState_Name(put->stored.status.state()));
     audit.detail("repeated", repeated ? "true" : "false");
     *response->mutable_status() = put->stored.status;
-    const grpc::Status answer = audit.finish(grpc::Status::OK);
-    if (!repeated) notify(ctx_, answer, put->stored, v1::EVENT_WARRANT_ACCEPTED);
-    return answer;
+    return audit.finish(grpc::Status::OK,
+                        change_if(!repeated, put->stored, v1::EVENT_WARRANT_ACCEPTED));
 }
 
 grpc::Status WarrantsService::Modify(grpc::ServerContext* call,
@@ -465,9 +465,8 @@ grpc::Status WarrantsService::Modify(grpc::ServerContext* call,
     }
     audit.detail("repeated", outcome.repeated ? "true" : "false");
     *response->mutable_status() = stored;
-    const grpc::Status answer = audit.finish(grpc::Status::OK);
-    if (!outcome.repeated) notify(ctx_, answer, outcome.stored, v1::EVENT_WARRANT_MODIFIED);
-    return answer;
+    return audit.finish(grpc::Status::OK,
+                        change_if(!outcome.repeated, outcome.stored, v1::EVENT_WARRANT_MODIFIED));
 }
 
 grpc::Status WarrantsService::ConfirmEmergency(grpc::ServerContext* call,
@@ -545,9 +544,8 @@ grpc::Status WarrantsService::ConfirmEmergency(grpc::ServerContext* call,
     audit.detail("state", v1::WarrantState_Name(confirmed.status.state()));
     audit.detail("repeated", repeated ? "true" : "false");
     *response->mutable_status() = confirmed.status;
-    const grpc::Status answer = audit.finish(grpc::Status::OK);
-    if (!repeated) notify(ctx_, answer, confirmed, v1::EVENT_EMERGENCY_CONFIRMED);
-    return answer;
+    return audit.finish(grpc::Status::OK,
+                        change_if(!repeated, confirmed, v1::EVENT_EMERGENCY_CONFIRMED));
 }
 
 grpc::Status WarrantsService::Deactivate(grpc::ServerContext* call,
@@ -588,9 +586,7 @@ grpc::Status WarrantsService::Deactivate(grpc::ServerContext* call,
     audit.detail("liid", ended.status.warrant().liid());
     audit.detail("repeated", changed ? "false" : "true");
     *response->mutable_status() = ended.status;
-    const grpc::Status answer = audit.finish(grpc::Status::OK);
-    if (changed) notify(ctx_, answer, ended, v1::EVENT_WARRANT_DEACTIVATED);
-    return answer;
+    return audit.finish(grpc::Status::OK, change_if(changed, ended, v1::EVENT_WARRANT_DEACTIVATED));
 }
 
 grpc::Status WarrantsService::Get(grpc::ServerContext* call, const v1::GetWarrantRequest* request,

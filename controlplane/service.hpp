@@ -26,6 +26,7 @@
 #include "controlplane/appliance_service.hpp"
 #include "controlplane/audit_log.hpp"
 #include "controlplane/store.hpp"
+#include "controlplane/unaudited_changes.hpp"
 #include "controlplane/warrant.hpp"
 #include "tapwire/v1/controlplane.grpc.pb.h"
 
@@ -72,7 +73,8 @@ struct ServiceContext {
     bool insecure_development = false;
     /// UTC now; defaults to the system clock (tests inject one).
     std::function<Timestamp()> clock;
-    /// Told of every durable warrant state change, after it is stored and audited, with
+    /// Told of every durable warrant state change, after it is stored and audited (see
+    /// UnauditedChanges for a record that cannot be written at once), with
     /// the event kind it is (EVENT_WARRANT_ACCEPTED, _ACTIVATED, _MODIFIED, _DEACTIVATED,
     /// _LAPSED, _EMERGENCY_CONFIRMED, _EMERGENCY_LAPSED). main() wires it to the target
     /// publisher (dataplane) and the event feed. Empty: nobody listens (unit tests).
@@ -91,6 +93,8 @@ struct ServiceContext {
     std::function<void(std::uint32_t internal_id, v1::WarrantStatus&)> fill_warrant_runtime;
     /// The event feed (Appliance.WatchEvents); may be null.
     EventHub* events = nullptr;
+    /// Audit records not written yet, in order, with the changes they gate; never null.
+    std::shared_ptr<UnauditedChanges> unaudited = std::make_shared<UnauditedChanges>();
 };
 
 inline constexpr const char* kInsecureDevelopmentActor = "CN=insecure-plaintext-development";

@@ -1,7 +1,9 @@
-// A temporary directory for one test, removed with everything in it when the test ends.
+// A temporary directory for one test, removed with everything in it when the test ends; and
+// a small filesystem that fills up (a full disk).
 #pragma once
 
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -27,6 +29,23 @@ struct TempDir {
     TempDir& operator=(const TempDir&) = delete;
 
     std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+// A tmpfs of `size` (mount's syntax, e.g. "1m") mounted at `where` for one test (root only:
+// check `mounted`), unmounted when it ends.
+struct TinyDisk {
+    bool mounted = false;
+    std::string path;
+    explicit TinyDisk(std::string where, const std::string& size = "1m") : path(std::move(where)) {
+        std::filesystem::create_directories(path);
+        mounted = ::mount("tmpfs", path.c_str(), "tmpfs", 0,
+                          ("size=" + size + ",mode=0700").c_str()) == 0;
+    }
+    ~TinyDisk() {
+        if (mounted) ::umount2(path.c_str(), MNT_DETACH);
+    }
+    TinyDisk(const TinyDisk&) = delete;
+    TinyDisk& operator=(const TinyDisk&) = delete;
 };
 
 }  // namespace tapwire::test

@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@ using namespace tapwire::controlplane;
 using handover::IriType;
 using tapwire::test::Bytes;
 using tapwire::test::TempDir;
+using tapwire::test::TinyDisk;
 namespace ht = tapwire::test;
 
 constexpr std::uint32_t kWarrantA = 7;
@@ -600,23 +600,6 @@ TEST_CASE("A clean restart resumes the call: same CIN, sequences continue; a cra
     p->restore_calls(1234);
     CHECK(p->counter(HandoverCounter::calls_resumed) == (same_dataplane ? 1u : 0u));
 }
-
-namespace {
-
-// A small tmpfs mounted for one test (root only), unmounted when it ends: a full disk.
-struct TinyDisk {
-    bool mounted = false;
-    std::string path;
-    explicit TinyDisk(std::string where) : path(std::move(where)) {
-        std::filesystem::create_directories(path);
-        mounted = ::mount("tmpfs", path.c_str(), "tmpfs", 0, "size=1m,mode=0700") == 0;
-    }
-    ~TinyDisk() {
-        if (mounted) ::umount2(path.c_str(), MNT_DETACH);
-    }
-};
-
-}  // namespace
 
 TEST_CASE(
     "A full spool or a full disk refuses, counts and alarms; the LEMF sees exactly that "

@@ -26,6 +26,7 @@
 namespace {
 
 using tapwire::test::TempDir;
+using tapwire::test::TinyDisk;
 using namespace tapwire;
 using namespace tapwire::controlplane;
 using namespace std::chrono_literals;
@@ -119,13 +120,20 @@ struct Plane {
         store = Store::open(dir.file("state.db"), error, store_options);
         INFO(error);
         REQUIRE(store);
+        ctx.store = store.get();
+        audit_at(dir.file("audit.log"));
+    }
+
+    // (Re)opens the audit log at `path`.
+    void audit_at(const std::string& path) {
+        ctx.audit = nullptr;
+        audit.reset();
         AuditLogOptions o;
-        o.path = dir.file("audit.log");
+        o.path = path;
         auto opened = AuditLog::open(std::move(o));
         INFO(opened.status.message);
         REQUIRE(opened.ok());
         audit = std::move(*opened);
-        ctx.store = store.get();
         ctx.audit = audit.get();
     }
 
@@ -850,4 +858,95 @@ TEST_CASE("a schema 1 database gains the new warrant columns", "[store][migratio
     REQUIRE(store->update_state(xid_of(70), change, kT0).ok());
     CHECK(store->get_warrant(xid_of(70))->status.emergency_confirmation_reference() == "Gs 7/26");
     CHECK(ns(store->get_warrant(xid_of(70))->status.emergency_confirmed_at()) == kT0 + 5);
+}
+
+namespace {
+
+// Takes every free page of the filesystem holding `path`; removed when it ends.
+struct Filler {
+    std::string path;
+    explicit Filler(std::string at) : path(std::move(at)) {
+        std::FILE* f = std::fopen(path.c_str(), "wb");
+        REQUIRE(f != nullptr);
+        std::setvbuf(f, nullptr, _IONBF, 0);
+        const std::vector<char> page(4096, 'x');
+        while (std::fwrite(page.data(), 1, page.size(), f) == page.size()) {
+        }
+        std::fclose(f);
+    }
+    ~Filler() { std::remove(path.c_str()); }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "a change whose audit record cannot be written is stored, answered UNAVAILABLE, and takes "
+    "effect once the record is written; an end of interception at once",
+    "[service][audit][failure]") {
+    Plane p;
+    TinyDisk disk(p.dir.file("audit-disk"), "256k");
+    if (!disk.mounted) {
+        WARN("cannot mount a tmpfs (not root?): the full audit disk case is skipped");
+        return;
+    }
+    p.audit_at(disk.path + "/audit.log");
+    Scheduler::Options fast;
+    fast.initial_backoff = std::chrono::milliseconds(10);
+    fast.max_backoff = std::chrono::milliseconds(50);
+    Scheduler scheduler(p.ctx, fast);
+    scheduler.start();
+    const std::string ended = xid_of(60);
+    REQUIRE_OK(p.activate(p.warrant(ended, kT0 - kSecond, kT0 + kHour)));
+
+    auto filler = std::make_unique<Filler>(disk.path + "/filler");
+    // The log's last page may still take a record or two: activate until one is refused.
+    std::string refused;
+    for (int i = 0; i < 40 && refused.empty(); ++i) {
+        const std::string xid = xid_of(100 + i);
+        const grpc::Status s = p.activate(p.warrant(xid, kT0 - kSecond, kT0 + kHour));
+        if (s.ok()) continue;
+        CHECK(s.error_code() == grpc::StatusCode::UNAVAILABLE);
+        CHECK_THAT(s.error_message(), Catch::Contains("audit"));
+        refused = xid;
+    }
+    REQUIRE_FALSE(refused.empty());
+    CHECK(p.get(refused).state() == v1::WARRANT_STATE_ACTIVE);  // stored...
+    CHECK(p.kinds_of(refused).empty());                         // ...but not in effect
+
+    // Ending interception takes effect at once, its record queued behind.
+    const grpc::Status d = p.deactivate(ended);
+    CHECK(d.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK(p.kinds_of(ended) ==
+          std::vector{v1::EVENT_WARRANT_ACCEPTED, v1::EVENT_WARRANT_DEACTIVATED});
+    // A retry while the disk is still full is refused the same way and changes nothing.
+    CHECK(p.activate(p.warrant(refused, kT0 - kSecond, kT0 + kHour)).error_code() ==
+          grpc::StatusCode::UNAVAILABLE);
+    REQUIRE(scheduler.sync());
+    CHECK(p.kinds_of(refused).empty());
+    CHECK(scheduler.stats().unaudited == 3);
+
+    // Space again: the scheduler writes the records in order, then the activation takes effect.
+    filler.reset();
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (p.kinds_of(refused).empty() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(5ms);
+    CHECK(p.kinds_of(refused) == std::vector{v1::EVENT_WARRANT_ACCEPTED});
+    REQUIRE(scheduler.sync());
+    CHECK(scheduler.stats().unaudited == 0);
+
+    const auto activations = p.records(AuditAction::WarrantActivate, refused);
+    REQUIRE(activations.size() == 2);
+    CHECK(detail(activations[0], "repeated") == "false");
+    CHECK(detail(activations[0], "audit_deferred_from") != "<none>");
+    CHECK(activations[0].result == "ok");
+    CHECK(detail(activations[1], "repeated") == "true");
+    const auto deactivations = p.records(AuditAction::WarrantDeactivate, ended);
+    REQUIRE(deactivations.size() == 1);
+    CHECK(detail(deactivations[0], "audit_deferred_from") != "<none>");
+    CHECK(activations[0].seq < deactivations[0].seq);  // in the order they happened
+    CHECK(deactivations[0].seq < activations[1].seq);
+
+    // Once written, a retry is an ordinary repeat: answered OK, announced no second time.
+    REQUIRE_OK(p.activate(p.warrant(refused, kT0 - kSecond, kT0 + kHour)));
+    CHECK(p.kinds_of(refused) == std::vector{v1::EVENT_WARRANT_ACCEPTED});
 }

@@ -1,0 +1,105 @@
+#include "controlplane/unaudited_changes.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <utility>
+#include <vector>
+
+namespace tapwire::controlplane {
+
+namespace {
+
+std::string now_text() {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    return format_audit_time(us);
+}
+
+}  // namespace
+
+bool UnauditedChanges::ends_interception(v1::EventKind kind) noexcept {
+    return kind == v1::EVENT_WARRANT_DEACTIVATED || kind == v1::EVENT_WARRANT_LAPSED ||
+           kind == v1::EVENT_EMERGENCY_LAPSED;
+}
+
+bool UnauditedChanges::flush_locked(AuditLog& audit, std::vector<Pending>& written) {
+    while (!queue_.empty()) {
+        const auto appended = audit.append(queue_.front().entry);
+        if (appended.ok()) {
+            written.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+            continue;
+        }
+        std::fprintf(stderr, "tapwire-controlplane: audit record not written (%s): %s\n",
+                     to_string(appended.status.error), appended.status.message.c_str());
+        // A record the log refuses as such would block the queue for good: a bug, not a
+        // disk; it is said on stderr and given up (its change still announced).
+        if (appended.status.error != AuditError::InvalidRecord) return false;
+        written.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+    }
+    return true;
+}
+
+bool UnauditedChanges::write(AuditEntry entry, std::optional<WarrantChange> change, AuditLog* audit,
+                             const Announce& announce, bool queue_if_unwritten) {
+    std::vector<Pending> done;
+    bool written = audit == nullptr;
+    bool announce_now = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (audit != nullptr && flush_locked(*audit, done)) {
+            const auto appended = audit->append(entry);
+            written = appended.ok();
+            if (!written)
+                std::fprintf(stderr, "tapwire-controlplane: audit record not written (%s): %s\n",
+                             to_string(appended.status.error), appended.status.message.c_str());
+        }
+        if (!written && queue_if_unwritten) {
+            Pending p{std::move(entry), change, false};
+            if (p.entry.details.size() < AuditEntry::kMaxDetails)
+                p.entry.details.emplace_back("audit_deferred_from", now_text());
+            announce_now = change && ends_interception(change->kind);
+            p.announced = announce_now;
+            queue_.push_back(std::move(p));
+            std::fprintf(stderr,
+                         "tapwire-controlplane: %zu audit record(s) queued until the audit log "
+                         "takes them\n",
+                         queue_.size());
+        }
+    }
+    if (announce) {
+        for (const Pending& p : done)
+            if (p.change && !p.announced) announce(p.change->warrant, p.change->kind);
+        if (change && (written || announce_now)) announce(change->warrant, change->kind);
+    }
+    return written;
+}
+
+bool UnauditedChanges::flush(AuditLog* audit, const Announce& announce) {
+    std::vector<Pending> done;
+    bool empty = false;
+    {
+        std::lock_guard lock(mutex_);
+        if (audit == nullptr) {
+            done.assign(std::make_move_iterator(queue_.begin()),
+                        std::make_move_iterator(queue_.end()));
+            queue_.clear();
+        } else {
+            flush_locked(*audit, done);
+        }
+        empty = queue_.empty();
+    }
+    if (announce)
+        for (const Pending& p : done)
+            if (p.change && !p.announced) announce(p.change->warrant, p.change->kind);
+    return empty;
+}
+
+std::size_t UnauditedChanges::size() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+}
+
+}  // namespace tapwire::controlplane
