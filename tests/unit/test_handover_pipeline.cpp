@@ -289,6 +289,30 @@ struct OneEtsiWarrant {
     }
 };
 
+// A LEMF per format; warrant A delivers to all three, warrant B to the ETSI one.
+struct ThreeFormats {
+    static constexpr const char* kXidA = "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001";
+    struct Lemfs {
+        Lemf etsi{lemf::Format::Etsi102232}, x2x3{lemf::Format::X2X3}, calea{lemf::Format::Calea};
+    };
+    Appliance app;
+    Lemfs lemfs;
+    std::unique_ptr<HandoverPipeline> pipeline;
+    explicit ThreeFormats(
+        std::chrono::seconds call_idle_timeout = HandoverPipelineOptions{}.call_idle_timeout) {
+        app.options.call_idle_timeout = call_idle_timeout;
+        app.add_destination(
+            destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, lemfs.etsi.port()));
+        app.add_destination(destination("x2x3", v1::HANDOVER_FORMAT_ETSI_X2X3, lemfs.x2x3.port()));
+        app.add_destination(
+            destination("us/calea", v1::HANDOVER_FORMAT_ATIS_CALEA, lemfs.calea.port()));
+        pipeline = app.open();
+        pipeline->warrant_changed(warrant(kWarrantA, "LI-A", kXidA, {"etsi", "x2x3", "us/calea"}));
+        pipeline->warrant_changed(
+            warrant(kWarrantB, "LI-B", "0b0e3f5c-2222-4a6e-9d6a-2f1f0e0a0002", {"etsi"}));
+    }
+};
+
 }  // namespace
 
 TEST_CASE("IRI types follow the call", "[handover_pipeline]") {
@@ -341,16 +365,10 @@ TEST_CASE("IRI types follow the call", "[handover_pipeline]") {
 
 TEST_CASE("A call reaches three LEMFs, one per format, with one CIN and contiguous sequences",
           "[handover_pipeline]") {
-    Appliance app;
-    Lemf etsi(lemf::Format::Etsi102232), x2x3(lemf::Format::X2X3), calea(lemf::Format::Calea);
-    app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
-    app.add_destination(destination("x2x3", v1::HANDOVER_FORMAT_ETSI_X2X3, x2x3.port()));
-    app.add_destination(destination("us/calea", v1::HANDOVER_FORMAT_ATIS_CALEA, calea.port()));
-    auto p = app.open();
-    const std::string xid_a = "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001";
-    p->warrant_changed(warrant(kWarrantA, "LI-A", xid_a, {"etsi", "x2x3", "us/calea"}));
-    p->warrant_changed(
-        warrant(kWarrantB, "LI-B", "0b0e3f5c-2222-4a6e-9d6a-2f1f0e0a0002", {"etsi"}));
+    ThreeFormats f;
+    auto& [etsi, x2x3, calea] = f.lemfs;
+    auto& p = f.pipeline;
+    const std::string xid_a = ThreeFormats::kXidA;
 
     const std::uint32_t both[] = {kWarrantA, kWarrantB};
     auto messages = call_messages();
@@ -453,17 +471,10 @@ TEST_CASE("A call reaches three LEMFs, one per format, with one CIN and contiguo
 
 TEST_CASE("A call that goes idle is ended by an IRI END without a message, in the window only",
           "[handover_pipeline]") {
-    Appliance app;
-    app.options.call_idle_timeout = std::chrono::seconds(60);
-    Lemf etsi(lemf::Format::Etsi102232), x2x3(lemf::Format::X2X3), calea(lemf::Format::Calea);
-    app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
-    app.add_destination(destination("x2x3", v1::HANDOVER_FORMAT_ETSI_X2X3, x2x3.port()));
-    app.add_destination(destination("calea", v1::HANDOVER_FORMAT_ATIS_CALEA, calea.port()));
-    auto p = app.open();
-    const std::string xid_a = "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001";
-    p->warrant_changed(warrant(kWarrantA, "LI-A", xid_a, {"etsi", "x2x3", "calea"}));
-    p->warrant_changed(
-        warrant(kWarrantB, "LI-B", "0b0e3f5c-2222-4a6e-9d6a-2f1f0e0a0002", {"etsi"}));
+    ThreeFormats f(std::chrono::seconds(60));
+    auto& [etsi, x2x3, calea] = f.lemfs;
+    auto& p = f.pipeline;
+    const std::string xid_a = ThreeFormats::kXidA;
     const std::uint32_t both[] = {kWarrantA, kWarrantB};
     // Answered, media flowing, then nothing more: the BYE was never seen.
     const auto messages = call_messages();
