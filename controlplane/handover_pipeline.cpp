@@ -723,10 +723,15 @@ std::string HandoverPipeline::calls_path() const {
 
 void HandoverPipeline::save_calls(std::uint64_t boot_id) {
     std::ostringstream out;
-    out << "tapwire-calls 1 " << boot_id << "\n";
-    auto write_call = [&out](const char* kind, std::uint64_t key, const Call& c) {
+    out << "tapwire-calls 2 " << boot_id << "\n";
+    auto endpoint_text = [](const handover::Endpoint& e) {
+        return (e.address.empty() ? std::string("-") : e.address.to_string()) + ' ' +
+               std::to_string(e.port);
+    };
+    auto write_call = [&](const char* kind, std::uint64_t key, const Call& c) {
         out << kind << ' ' << key << ' ' << c.cin << ' ' << c.last_ns << ' ' << c.ended << ' '
-            << c.streams.size() << '\n';
+            << unsigned(c.sip_transport) << ' ' << endpoint_text(c.sip_source) << ' '
+            << endpoint_text(c.sip_destination) << ' ' << c.streams.size() << '\n';
         for (const CallStream& s : c.streams)
             out << s.warrant << ' ' << s.iri_sequence << ' ' << s.cc_sequence << ' ' << s.iri.begun
                 << ' ' << s.iri.ended << ' ' << s.calea.target_is_caller << ' ' << s.calea.begun
@@ -751,14 +756,27 @@ void HandoverPipeline::restore_calls(std::uint64_t boot_id) {
     in >> magic >> version >> saved_boot;
     // Consumed either way: a table must never be resumed twice (after a later crash).
     ::unlink(calls_path().c_str());
-    if (magic != "tapwire-calls" || version != 1 || saved_boot != boot_id) return;
+    if (magic != "tapwire-calls" || (version != 1 && version != 2) || saved_boot != boot_id) return;
+    auto read_endpoint = [&in](handover::Endpoint& e) {
+        std::string address;
+        in >> address >> e.port;
+        if (address != "-") e.address = IpAddress::parse(address).value_or(IpAddress{});
+    };
     std::unordered_map<std::uint64_t, Call> calls, ip;
     std::string kind;
     while (in >> kind) {
         std::uint64_t key = 0;
         std::size_t streams = 0;
         Call c;
-        in >> key >> c.cin >> c.last_ns >> c.ended >> streams;
+        in >> key >> c.cin >> c.last_ns >> c.ended;
+        if (version >= 2) {  // 1: before the last SIP addresses were kept
+            unsigned transport = 0;
+            in >> transport;
+            c.sip_transport = std::uint8_t(transport);
+            read_endpoint(c.sip_source);
+            read_endpoint(c.sip_destination);
+        }
+        in >> streams;
         for (std::size_t i = 0; in && i < streams && i < shm::kMaxWarrantsPerHit * 64; ++i) {
             CallStream s;
             in >> s.warrant >> s.iri_sequence >> s.cc_sequence >> s.iri.begun >> s.iri.ended >>

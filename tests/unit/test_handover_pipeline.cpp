@@ -612,6 +612,40 @@ TEST_CASE("A clean restart resumes the call: same CIN, sequences continue; a cra
     CHECK(p->counter(HandoverCounter::calls_resumed) == (same_dataplane ? 1u : 0u));
 }
 
+TEST_CASE("A call resumed after a clean restart that goes idle ends with its last addresses",
+          "[handover_pipeline]") {
+    Appliance app;
+    app.options.call_idle_timeout = std::chrono::seconds(60);
+    Lemf etsi(lemf::Format::Etsi102232);
+    app.add_destination(destination("etsi", v1::HANDOVER_FORMAT_ETSI_102232, etsi.port()));
+    const std::uint32_t a[] = {kWarrantA};
+    const auto w = warrant(kWarrantA, "LI-A", "0b0e3f5c-1111-4a6e-9d6a-2f1f0e0a0001", {"etsi"});
+    const auto messages = call_messages();
+    {
+        auto p = app.open();
+        p->warrant_changed(w);
+        feed(*p, messages[0], a);
+        feed(*p, messages[1], a);  // 180 from Bob: the call's last SIP message
+        REQUIRE(etsi.wait_records(2));
+        p->save_calls(1234);
+        p->stop();
+    }
+    auto p = app.open();
+    p->warrant_changed(w);
+    p->restore_calls(1234);
+    constexpr std::int64_t t0 = 1'700'000'000'000'000'000, s = 1'000'000'000;
+    p->housekeeping(t0 + 61 * s, [](std::uint32_t, std::int64_t) { return true; });
+    CHECK(p->counter(HandoverCounter::calls_timed_out) == 1);
+    REQUIRE(etsi.wait_records(3));
+    const auto iri = of(etsi.records(), "LI-A", lemf::Kind::Iri);
+    REQUIRE(iri.size() == 3);
+    require_contiguous(iri);
+    CHECK(iri[2].iri_type == "end");
+    CHECK(iri[2].cin == iri[0].cin);
+    CHECK(iri[2].source == "198.51.100.20");
+    CHECK(iri[2].destination == "192.0.2.10");
+}
+
 TEST_CASE(
     "A full spool or a full disk refuses, counts and alarms; the LEMF sees exactly that "
     "many missing",
