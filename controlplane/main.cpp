@@ -251,6 +251,14 @@ int main(int argc, char** argv) {
 
     cp::EventHub events;
     ctx.events = &events;
+    ctx.unaudited->backlog_changed = [&events](std::size_t queued) {
+        v1::Event e;
+        e.set_kind(v1::EVENT_ALARM);
+        e.set_detail(queued != 0 ? "audit trail cannot be written: records are queued; stored "
+                                   "changes that start interception wait for them"
+                                 : "audit trail written again: every queued record is in it");
+        events.emit(std::move(e));
+    };
     handover_options.spool_root = state_dir + "/spool";
     if (handover_options.spool.segment_bytes * 2 > handover_options.spool.max_total_bytes) {
         return usage_error("--spool-segment-mb must be at most half of --spool-max-mb");

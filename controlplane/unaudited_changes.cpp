@@ -47,8 +47,11 @@ bool UnauditedChanges::write(AuditEntry entry, std::optional<WarrantChange> chan
     std::vector<Pending> done;
     bool written = audit == nullptr;
     bool announce_now = false;
+    bool was_empty = false;
+    std::size_t queued = 0;
     {
         std::lock_guard lock(mutex_);
+        was_empty = queue_.empty();
         if (audit != nullptr && flush_locked(*audit, done)) {
             const auto appended = audit->append(entry);
             written = appended.ok();
@@ -68,7 +71,9 @@ bool UnauditedChanges::write(AuditEntry entry, std::optional<WarrantChange> chan
                          "takes them\n",
                          queue_.size());
         }
+        queued = queue_.size();
     }
+    if (backlog_changed && was_empty != (queued == 0)) backlog_changed(queued);
     if (announce) {
         for (const Pending& p : done)
             if (p.change && !p.announced) announce(p.change->warrant, p.change->kind);
@@ -80,8 +85,10 @@ bool UnauditedChanges::write(AuditEntry entry, std::optional<WarrantChange> chan
 bool UnauditedChanges::flush(AuditLog* audit, const Announce& announce) {
     std::vector<Pending> done;
     bool empty = false;
+    bool was_empty = false;
     {
         std::lock_guard lock(mutex_);
+        was_empty = queue_.empty();
         if (audit == nullptr) {
             done.assign(std::make_move_iterator(queue_.begin()),
                         std::make_move_iterator(queue_.end()));
@@ -91,6 +98,7 @@ bool UnauditedChanges::flush(AuditLog* audit, const Announce& announce) {
         }
         empty = queue_.empty();
     }
+    if (backlog_changed && !was_empty && empty) backlog_changed(0);
     if (announce)
         for (const Pending& p : done)
             if (p.change && !p.announced) announce(p.change->warrant, p.change->kind);

@@ -51,6 +51,10 @@ class UnauditedChanges {
     bool flush(AuditLog* audit, const Announce& announce);
     std::size_t size() const;
 
+    /// Told the number of queued records when the queue stops being empty and (0) when it
+    /// empties again, outside the lock; main() raises an EVENT_ALARM. Set before use.
+    std::function<void(std::size_t queued)> backlog_changed;
+
   private:
     struct Pending {
         AuditEntry entry;

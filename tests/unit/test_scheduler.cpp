@@ -890,6 +890,12 @@ TEST_CASE(
         return;
     }
     p.audit_at(disk.path + "/audit.log");
+    std::mutex backlog_mutex;
+    std::vector<std::size_t> backlog;  // what an operator's alarm is told
+    p.ctx.unaudited->backlog_changed = [&](std::size_t queued) {
+        std::lock_guard lock(backlog_mutex);
+        backlog.push_back(queued);
+    };
     Scheduler::Options fast;
     fast.initial_backoff = std::chrono::milliseconds(10);
     fast.max_backoff = std::chrono::milliseconds(50);
@@ -933,6 +939,10 @@ TEST_CASE(
     CHECK(p.kinds_of(refused) == std::vector{v1::EVENT_WARRANT_ACCEPTED});
     REQUIRE(scheduler.sync());
     CHECK(scheduler.stats().unaudited == 0);
+    {
+        std::lock_guard lock(backlog_mutex);
+        CHECK(backlog == std::vector<std::size_t>{1, 0});
+    }
 
     const auto activations = p.records(AuditAction::WarrantActivate, refused);
     REQUIRE(activations.size() == 2);
