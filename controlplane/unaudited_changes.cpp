@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <iterator>
+#include <string>
 #include <utility>
 #include <vector>
 

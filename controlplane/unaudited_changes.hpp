@@ -23,6 +23,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "controlplane/audit_log.hpp"
 #include "controlplane/store.hpp"
