@@ -7,7 +7,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <initializer_list>
 #include <optional>
 #include <string>

@@ -34,9 +34,10 @@
 // mediation function to type, so an X2 destination gets no such record; as the END is the
 // call's last record, its X2 stream shows no gap.
 //
-// Threads: deliver(), end_burst(), housekeeping(), save_calls() and restore_calls() run on
-// the dataplane link's thread only (the call table is its own); destination_*() and
-// warrant_changed() come from gRPC threads and the scheduler; fill_status() from any thread.
+// Threads: deliver(), call_alive(), end_burst(), housekeeping(), save_calls() and
+// restore_calls() run on the dataplane link's thread only (the call table is its own);
+// destination_*() and warrant_changed() come from gRPC threads and the scheduler;
+// fill_status() from any thread.
 // One mutex guards destinations and warrants; it is held per hit, never across disk or
 // network I/O except a spool append (a memcpy, a pwrite when its buffer is full).
 #pragma once

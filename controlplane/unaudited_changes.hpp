@@ -7,8 +7,9 @@
 // A record may describe a durable warrant change (stored before its record is written). When
 // such a change takes effect (ServiceContext::warrant_changed: dataplane, handover, event
 // feed) depends on which way it goes:
-//  - one that lets interception start or widen (accepted, activated, modified, emergency
-//    confirmed) only once its record is written: nothing intercepts on an unaudited change;
+//  - one that lets interception start or go on (accepted, activated, modified, emergency
+//    confirmed) only once its record is written: nothing intercepts on an unaudited change,
+//    and until then the dataplane holds what the trail shows (a Modify's previous version);
 //  - one that ends interception (deactivated, lapsed) at once: a warrant must not go on
 //    intercepting because the audit disk is full; its record follows when it can be written.
 // A record written late carries the detail `audit_deferred_from` (when it happened), and a
