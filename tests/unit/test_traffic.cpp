@@ -825,6 +825,17 @@ TEST_CASE("a re-INVITE moves the caller's media", "[traffic][reinvite]") {
     CHECK(new_callee >= 30);
 }
 
+TEST_CASE("an abandoned call: answered, media, no BYE", "[traffic][call]") {
+    CallSpec spec = simple_call();
+    spec.ending = CallEnding::Abandoned;
+    const auto frames = render_call(spec, 0, kDefaultEpochNs, 11);
+    CHECK(dialog_tokens(sip_of_call(frames, 0)) ==
+          std::vector<std::string>{"INVITE", "100", "180", "200", "ACK"});
+    CHECK(std::count_if(frames.begin(), frames.end(),
+                        [](const LabeledFrame& f) { return f.kind == FrameKind::Rtp; }) > 0);
+    CHECK(frames.back().kind != FrameKind::Sip);  // the media is the last of it
+}
+
 TEST_CASE("CANCEL and busy endings", "[traffic][call]") {
     CallSpec spec = simple_call();
     spec.ending = CallEnding::Cancel;

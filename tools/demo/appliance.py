@@ -34,6 +34,10 @@ class Appliance:
         self.gen_prefix = f"tw_demo_gen_{os.getpid()}"
         self.procs = {}  # name -> Popen, in start order
         self.stopping = False
+        # What a test may change before starting: the generator's traffic and the control
+        # plane's further options.
+        self.traffic = ["--mix", "demo"]
+        self.controlplane_args = []
 
     # ---- paths and processes ---------------------------------------------------------------
 
@@ -168,7 +172,8 @@ class Appliance:
             "--tls-cert", pki("server.pem"), "--tls-key", pki("server.key"),
             "--client-ca", pki("ca.pem"), "--roles", pki("roles"),
             "--audit-key", self.path("audit.key"), "--dataplane-prefix", self.prefix,
-            "--operator-id", "DEMO-OP", "--network-element-id", "tapwire-demo"],
+            "--operator-id", "DEMO-OP", "--network-element-id", "tapwire-demo",
+            *self.controlplane_args],
             "listening on")
         text = self.read_log("controlplane")
         self.cp_port = int(text.split("(port ")[1].split(",")[0])
@@ -224,9 +229,9 @@ class Appliance:
         argv = [self.exe("tools/tapwire-pktgen"), "-l", "1", "--no-pci", "--file-prefix",
                 self.gen_prefix, "--log-level=lib.eal:warning",
                 f"--vdev=net_memif0,role=client,socket={self.memif}", "--",
-                "--mix", "demo", "--rate", str(self.args.rate), "--hold"]
+                *self.traffic, "--rate", str(self.args.rate), "--hold"]
         self.start("pktgen", argv)
-        log(f"traffic generator sending the demo call mix at {self.args.rate} packets/s "
+        log(f"traffic generator sending {' '.join(self.traffic)} at {self.args.rate} packets/s "
             "over the memif link")
 
     def finish(self):

@@ -1194,6 +1194,8 @@ struct Server::Impl {
             }
             collector.add_errors(dec.errors() - counted);
             counted = dec.errors();
+            // On disk as they arrive: people and tests read the files while records flow.
+            if (!recs.empty()) collector.flush();
         }
         collector.add_errors(dec.errors() - counted + (dec.pending() ? 1 : 0));
         collector.flush();

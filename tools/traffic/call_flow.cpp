@@ -797,6 +797,10 @@ void CallRenderer::render_call() {
 
     render_media(caller_start, callee_start, switch_time);
 
+    if (spec_.ending == CallEnding::Abandoned) {
+        hop_.close(media_end + ms(200));
+        return;
+    }
     // BYE from either side after the last media packet, then its 200 OK.
     t = media_end + ms(25);
     int bye_side = spec_.ending == CallEnding::CalleeBye ? 1 : 0;
@@ -1159,6 +1163,23 @@ Scenario scenario_basic() {
     return s;
 }
 
+Scenario scenario_abandoned() {
+    Net net;
+    Scenario s;
+    s.name = "abandoned";
+    s.description = "two targeted calls answered, with media, whose BYE is never seen";
+    s.targets = {kTargetNumber, kTargetUri};
+    CallSpec a = basic_call(net, 0, "+4940111001", kTargetNumber);
+    a.ending = CallEnding::Abandoned;
+    a.targeted = true;
+    CallSpec b = basic_call(net, 1, "", "+4969333003");
+    b.caller.uri = kTargetUri;
+    b.ending = CallEnding::Abandoned;
+    b.targeted = true;
+    s.calls = {a, b};
+    return s;
+}
+
 Scenario scenario_demo() {
     Net net;
     Scenario s;
@@ -1421,6 +1442,8 @@ const std::vector<ScenarioInfo>& list_scenarios() {
          "Diversion, CANCEL, busy), REGISTER, MESSAGE, background"},
         {"basic", "one targeted and one untargeted IPv4 UDP call"},
         {"mix", "60 randomised calls over 30 s (about 15% targeted) with background; seeded"},
+        {"abandoned",
+         "two targeted calls (by number, by SIP URI) answered, media, then nothing: no BYE"},
     };
     return kList;
 }
@@ -1429,6 +1452,7 @@ std::optional<Scenario> make_scenario(std::string_view name, std::uint64_t seed)
     if (name == "demo") return scenario_demo();
     if (name == "basic") return scenario_basic();
     if (name == "mix") return scenario_mix(seed);
+    if (name == "abandoned") return scenario_abandoned();
     return std::nullopt;
 }
 

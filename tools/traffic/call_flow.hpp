@@ -43,7 +43,9 @@ enum class SessionKind : std::uint8_t { Call, Register, Message };
 
 /// How a call ends: a BYE from either side after the media, a CANCEL before the answer
 /// (487 to the INVITE), or a 486 Busy Here final failure.
-enum class CallEnding : std::uint8_t { CallerBye, CalleeBye, Cancel, Busy };
+/// How a call ends. Abandoned: nothing after the media, the BYE never crosses the tap (a
+/// lost signalling path, a crashed phone): the appliance must end the call by timeout.
+enum class CallEnding : std::uint8_t { CallerBye, CalleeBye, Cancel, Busy, Abandoned };
 
 /// Static properties of a codec at 20 ms packetisation.
 struct CodecInfo {
