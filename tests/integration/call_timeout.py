@@ -26,11 +26,7 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-if len(sys.argv) != 3:
-    print(__doc__)
-    sys.exit(2)
-if not harness.hugepages_available():
-    harness.skip("no hugepages: the control plane attaches as a DPDK secondary")
+harness.live_arguments(__doc__, "the control plane attaches as a DPDK secondary")
 sys.path.insert(0, os.path.join(sys.argv[2], "tools", "demo"))
 from appliance import Appliance  # noqa: E402
 

@@ -376,14 +376,19 @@ class ApplianceClient:
 
 # ---- the real dataplane replaying the demo capture (live_targets, handover_e2e) -------------
 
-def live_environment(doc, prefix):
-    """The start of a test that runs the real dataplane and control plane: usage from `doc`
-    when the arguments are wrong, skip without hugepages, then the Environment."""
+def live_arguments(doc, why_hugepages):
+    """The start of a test that runs real DPDK processes (BUILD_DIR SOURCE_DIR): usage from
+    `doc` when the arguments are wrong, skip (77) without hugepages."""
     if len(sys.argv) != 3:
         print(doc)
         sys.exit(2)
     if not hugepages_available():
-        skip("no hugepages: the control plane attaches as a DPDK secondary")
+        skip(f"no hugepages: {why_hugepages}")
+
+
+def live_environment(doc, prefix):
+    """live_arguments() for a test of the dataplane and control plane, then the Environment."""
+    live_arguments(doc, "the control plane attaches as a DPDK secondary")
     return Environment(sys.argv[1], sys.argv[2], prefix=prefix)
 
 

@@ -29,11 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import expect, wait_for  # noqa: E402
 
-if len(sys.argv) != 3:
-    print(__doc__)
-    sys.exit(2)
-if not harness.hugepages_available():
-    harness.skip("no hugepages: the dataplane runs as a DPDK primary on hugepages")
+harness.live_arguments(__doc__, "the dataplane runs as a DPDK primary on hugepages")
 
 BUILD = os.path.abspath(sys.argv[1])
 PKTGEN = os.path.join(BUILD, "tools", "tapwire-pktgen")
