@@ -1,5 +1,6 @@
 #include "controlplane/unaudited_changes.hpp"
 
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <iterator>
@@ -10,6 +11,11 @@
 namespace tapwire::controlplane {
 
 namespace {
+
+// A log that stays broken is said on stderr at 1, 2, 4, 8, ... occurrences, not per record.
+bool worth_a_line(std::uint64_t n) noexcept {
+    return std::has_single_bit(n);
+}
 
 std::string now_text() {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -33,8 +39,9 @@ bool UnauditedChanges::flush_locked(AuditLog& audit, std::vector<Pending>& writt
             queue_.pop_front();
             continue;
         }
-        std::fprintf(stderr, "tapwire-controlplane: audit record not written (%s): %s\n",
-                     to_string(appended.status.error), appended.status.message.c_str());
+        if (worth_a_line(++failures_))
+            std::fprintf(stderr, "tapwire-controlplane: audit record not written (%s): %s\n",
+                         to_string(appended.status.error), appended.status.message.c_str());
         // A record the log refuses as such would block the queue for good: a bug, not a
         // disk; it is said on stderr and given up (its change still announced).
         if (appended.status.error != AuditError::InvalidRecord) return false;
@@ -57,21 +64,31 @@ bool UnauditedChanges::write(AuditEntry entry, std::optional<WarrantChange> chan
         if (audit != nullptr && flush_locked(*audit, done)) {
             const auto appended = audit->append(entry);
             written = appended.ok();
-            if (!written)
+            if (!written && worth_a_line(++failures_))
                 std::fprintf(stderr, "tapwire-controlplane: audit record not written (%s): %s\n",
                              to_string(appended.status.error), appended.status.message.c_str());
         }
-        if (!written && queue_if_unwritten) {
+        if (!written && queue_if_unwritten && queue_.size() >= kMaxQueued) {
+            ++lost_;
+            announce_now = change && ends_interception(change->kind);
+            if (worth_a_line(lost_))
+                std::fprintf(stderr,
+                             "tapwire-controlplane: audit queue full (%zu records): a %s record is "
+                             "given up (%llu so far)\n",
+                             queue_.size(), to_string(entry.action),
+                             static_cast<unsigned long long>(lost_));
+        } else if (!written && queue_if_unwritten) {
             Pending p{std::move(entry), change, false};
             if (p.entry.details.size() < AuditEntry::kMaxDetails)
                 p.entry.details.emplace_back("audit_deferred_from", now_text());
             announce_now = change && ends_interception(change->kind);
             p.announced = announce_now;
             queue_.push_back(std::move(p));
-            std::fprintf(stderr,
-                         "tapwire-controlplane: %zu audit record(s) queued until the audit log "
-                         "takes them\n",
-                         queue_.size());
+            if (worth_a_line(queue_.size()))
+                std::fprintf(stderr,
+                             "tapwire-controlplane: %zu audit record(s) queued until the audit "
+                             "log takes them\n",
+                             queue_.size());
         }
         queued = queue_.size();
     }
@@ -105,6 +122,11 @@ bool UnauditedChanges::flush(AuditLog* audit, const Announce& announce) {
         for (const Pending& p : done)
             if (p.change && !p.announced) announce(p.change->warrant, p.change->kind);
     return empty;
+}
+
+std::uint64_t UnauditedChanges::lost() const {
+    std::lock_guard lock(mutex_);
+    return lost_;
 }
 
 std::size_t UnauditedChanges::size() const {

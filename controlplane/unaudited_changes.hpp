@@ -16,10 +16,14 @@
 // gRPC caller whose record could not be written was answered UNAVAILABLE.
 //
 // In memory only: a control plane that stops with records queued says how many on stderr.
-// The store has the changes; the next start publishes the stored state.
+// The store has the changes; the next start publishes the stored state. Bounded (kMaxQueued:
+// a log that stays broken must not take the memory with it): beyond it a record is given up
+// with a line on stderr and counted in lost(); its change takes effect only if it ends
+// interception.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -52,6 +56,9 @@ class UnauditedChanges {
     /// Writes the queued records (the scheduler retries on every pass). true when none is left.
     bool flush(AuditLog* audit, const Announce& announce);
     std::size_t size() const;
+    /// Records given up because the queue was full.
+    std::uint64_t lost() const;
+    static constexpr std::size_t kMaxQueued = 65536;
 
     /// Told the number of queued records when the queue stops being empty and (0) when it
     /// empties again, outside the lock; main() raises an EVENT_ALARM. Set before use.
@@ -68,6 +75,8 @@ class UnauditedChanges {
 
     mutable std::mutex mutex_;  // queue_; held across the appends, which keeps their order
     std::deque<Pending> queue_;
+    std::uint64_t lost_ = 0;
+    std::uint64_t failures_ = 0;  // failed appends, for the stderr lines
 };
 
 }  // namespace tapwire::controlplane

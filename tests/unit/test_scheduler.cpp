@@ -960,3 +960,42 @@ TEST_CASE(
     REQUIRE_OK(p.activate(p.warrant(refused, kT0 - kSecond, kT0 + kHour)));
     CHECK(p.kinds_of(refused) == std::vector{v1::EVENT_WARRANT_ACCEPTED});
 }
+
+TEST_CASE("the queue of unwritten audit records is bounded, and what it gives up is counted",
+          "[audit][failure]") {
+    TempDir dir("tapwire-audit-queue");
+    TinyDisk disk(dir.file("disk"), "256k");
+    if (!disk.mounted) {
+        WARN("cannot mount a tmpfs (not root?): the full audit disk case is skipped");
+        return;
+    }
+    AuditLogOptions o;
+    o.path = disk.path + "/audit.log";
+    auto opened = AuditLog::open(std::move(o));
+    REQUIRE(opened.ok());
+    const std::unique_ptr<AuditLog> log = std::move(*opened);
+    const Filler filler(disk.path + "/filler");
+    UnauditedChanges queue;
+    int announced = 0;
+    const auto announce = [&](const StoredWarrant&, v1::EventKind) { ++announced; };
+    AuditEntry e;
+    e.actor = "CN=test";
+    e.role = "provisioner";
+    e.action = AuditAction::WarrantActivate;
+    // The log's last page may take a few records before the disk refuses.
+    for (std::size_t i = 0;
+         queue.size() < UnauditedChanges::kMaxQueued && i < UnauditedChanges::kMaxQueued + 100; ++i)
+        queue.write(e, std::nullopt, log.get(), announce);
+    REQUIRE(queue.size() == UnauditedChanges::kMaxQueued);
+    CHECK(queue.lost() == 0);
+
+    // Full: given up and counted; an end of interception still takes effect, a start does not.
+    CHECK_FALSE(queue.write(e, UnauditedChanges::WarrantChange{{}, v1::EVENT_WARRANT_DEACTIVATED},
+                            log.get(), announce));
+    CHECK(announced == 1);
+    CHECK_FALSE(queue.write(e, UnauditedChanges::WarrantChange{{}, v1::EVENT_WARRANT_ACCEPTED},
+                            log.get(), announce));
+    CHECK(announced == 1);
+    CHECK(queue.lost() == 2);
+    CHECK(queue.size() == UnauditedChanges::kMaxQueued);
+}
