@@ -99,6 +99,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SOURCE, "tools", "demo"))
 from appliance import Appliance  # noqa: E402
+sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
+from harness import hugepages_available  # noqa: E402
+from run_suite import machine  # noqa: E402 (this folder: the suite's machine line)
 
 LEMF_FORMATS = {"lemf-de": "etsi-102232", "lemf-us": "calea"}
 
@@ -109,25 +112,6 @@ def out(text=""):
 
 class MeasureError(Exception):
     """The benchmark cannot measure: exit 1."""
-
-
-def hugepages_available():
-    try:
-        with open("/proc/sys/vm/nr_hugepages") as f:
-            return int(f.read()) > 0 and os.path.ismount("/dev/hugepages")
-    except OSError:
-        return False
-
-
-def machine():
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M)
-            model = m.group(1).strip() if m else model
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs"
 
 
 def rfc3339_ns(text):
