@@ -589,6 +589,9 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
             if (!next_cin(fresh.cin)) return;
             *call = std::move(fresh);
         }
+        call->sip_transport = iri.transport;  // for an END by timeout (housekeeping)
+        call->sip_source = iri.source;
+        call->sip_destination = iri.destination;
     }
 
     std::lock_guard lock(mutex_);
@@ -619,9 +622,6 @@ void HandoverPipeline::deliver(const shm::HitMeta& meta, ByteSpan data,
                                                : meta.direction != shm::HitDirection::ToTarget;
             }
             iri.header = {c->cin, s.iri_sequence++, ts};
-            c->sip_transport = iri.transport;
-            c->sip_source = iri.source;
-            c->sip_destination = iri.destination;
         } else {
             cc.header = {c->cin, s.cc_sequence++, ts};
         }
